@@ -1,0 +1,49 @@
+# DistrictPulse: `make demo` runs the main job end to end, `make test` runs every check.
+# Both create .venv, install the project and start the project's own Mosquitto and InfluxDB.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test services down lint typecheck pytest clean system-deps
+
+# System packages the tests use besides the services (which `districtpulse services up` installs itself):
+# python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only).
+system-deps:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v docker-compose >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			python3-venv docker-compose >/dev/null; }
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+services: $(STAMP)
+	$(BIN)/districtpulse services up
+
+demo: services
+	$(BIN)/districtpulse demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: services
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+down:
+	$(BIN)/districtpulse services down
+
+clean: down
+	rm -rf $(VENV) .services .mypy_cache .ruff_cache .pytest_cache

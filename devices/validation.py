@@ -1,0 +1,252 @@
+"""Check a received message against the payload schema, the device kinds and the registry.
+
+`validate_message` never raises for bad input: it returns the readings that passed and one `Rejection` per
+reading (or per message) that did not, each with a reason code from `Reason` and a human-readable detail.
+One bad reading never costs the rest of its batch: a batch that fails schema validation as a whole is
+re-validated reading by reading, and only the offending readings are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from devices.kinds import KINDS, MetricSpec
+from devices.payload import BATCH_ADAPTER, Batch, Envelope, Reading
+from devices.registry import Device, Registry
+from devices.topics import TopicError, parse_readings_topic
+
+#: Readings stamped further ahead than this are rejected (gateway clock wrong); generous for clock drift.
+DEFAULT_MAX_FUTURE_MS = 5 * 60 * 1000
+
+
+class Reason(StrEnum):
+    """Why a reading or a message was rejected. Stable codes: they label metrics and quarantine rows."""
+
+    BAD_TOPIC = "bad_topic"
+    DECODE_ERROR = "decode_error"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    INVALID_SCHEMA = "invalid_schema"
+    UNKNOWN_DEVICE = "unknown_device"
+    DEVICE_MISMATCH = "device_mismatch"
+    WRONG_GATEWAY = "wrong_gateway"
+    KIND_MISMATCH = "kind_mismatch"
+    WRONG_UNIT = "wrong_unit"
+    INVALID_READING = "invalid_reading"
+    UNKNOWN_METRIC = "unknown_metric"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    BEFORE_COMMISSIONING = "before_commissioning"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One rejected reading (index >= 0) or a whole rejected message (index None, `readings` of them)."""
+
+    reason: Reason
+    detail: str
+    index: int | None = None
+    readings: int = 1
+    errors: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(slots=True)
+class ValidatedMessage:
+    """The outcome for one message: the device (when known), its good readings with their sequence numbers,
+    and the rejections. `good` and `seqs` are parallel lists."""
+
+    device: Device | None
+    good: list[Reading] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected_readings(self) -> int:
+        return sum(r.readings for r in self.rejected)
+
+
+def _errors(exc: ValidationError) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in exc.errors(include_url=False)[:20]
+    )
+
+
+def _summary(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "payload"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {first['msg']}{more}"
+
+
+def _message_rejection(
+    device: Device | None,
+    reason: Reason,
+    detail: str,
+    readings: int = 1,
+    errors: tuple[dict[str, Any], ...] = (),
+) -> ValidatedMessage:
+    return ValidatedMessage(device, rejected=[Rejection(reason, detail, None, max(readings, 1), errors)])
+
+
+def _parse(
+    payload: bytes,
+) -> tuple[Batch | None, list[Rejection], list[tuple[int, Reading]], Envelope | None]:
+    """Fast path: the whole batch at once. Slow path (only for a batch with bad parts): the envelope, then
+    each reading on its own so the good ones survive."""
+    try:
+        return BATCH_ADAPTER.validate_json(payload), [], [], None
+    except ValidationError as whole:
+        whole_exc = whole
+    try:
+        envelope = Envelope.model_validate_json(payload)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+            raise _Reject(Reason.DECODE_ERROR, f"not JSON: {_summary(exc)}", errors=_errors(exc)) from None
+        if any(e["loc"][:1] == ("v",) and e["type"] == "literal_error" for e in exc.errors(include_url=False)):
+            raise _Reject(Reason.UNSUPPORTED_SCHEMA_VERSION, _summary(exc), errors=_errors(exc)) from None
+        raise _Reject(Reason.INVALID_SCHEMA, _summary(exc), errors=_errors(exc)) from None
+    first, last = envelope.seq
+    if first < 0 or last - first + 1 != len(envelope.readings):
+        raise _Reject(
+            Reason.INVALID_SCHEMA,
+            f"seq [{first}, {last}] must be non-negative and cover exactly the {len(envelope.readings)} readings",
+            readings=len(envelope.readings),
+        )
+    rejected: list[Rejection] = []
+    good: list[tuple[int, Reading]] = []
+    for i, raw in enumerate(envelope.readings):
+        try:
+            good.append((i, Reading.model_validate(raw, strict=False)))
+        except ValidationError as exc:
+            rejected.append(Rejection(Reason.INVALID_READING, f"readings[{i}]: {_summary(exc)}", i, 1, _errors(exc)))
+    if not rejected:  # the batch failed for another reason than its readings
+        raise _Reject(
+            Reason.INVALID_SCHEMA,
+            _summary(whole_exc),
+            errors=_errors(whole_exc),
+            readings=len(envelope.readings),
+        )
+    return None, rejected, good, envelope
+
+
+class _Reject(Exception):  # internal control flow, never escapes this module
+    def __init__(
+        self, reason: Reason, detail: str, *, readings: int = 1, errors: tuple[dict[str, Any], ...] = ()
+    ) -> None:
+        self.reason, self.detail, self.readings, self.errors = reason, detail, readings, errors
+
+
+def _check_value(spec: MetricSpec | None, name: str, value: float | str) -> tuple[Reason, str] | None:
+    if spec is None:
+        return Reason.UNKNOWN_METRIC, f"metric {name!r} is not a metric of this device kind"
+    if spec.type == "float":
+        if not isinstance(value, float):
+            return Reason.WRONG_TYPE, f"{name}: expected a number, got {type(value).__name__} {value!r:.40}"
+        if not math.isfinite(value):
+            return Reason.NON_FINITE, f"{name}: {value} is not a finite number"
+        if not spec.min <= value <= spec.max:
+            return Reason.OUT_OF_RANGE, f"{name}: {value} {spec.unit} outside [{spec.min:g}, {spec.max:g}]"
+        return None
+    if not isinstance(value, str):
+        return Reason.WRONG_TYPE, f"{name}: expected a string, got {type(value).__name__}"
+    if spec.choices is not None and value not in spec.choices:
+        return Reason.OUT_OF_RANGE, f"{name}: {value[:40]!r} is not one of {sorted(spec.choices)}"
+    if len(value) > spec.max_length:
+        return Reason.OUT_OF_RANGE, f"{name}: longer than {spec.max_length} characters"
+    return None
+
+
+def validate_message(
+    topic: str,
+    payload: bytes,
+    registry: Registry,
+    *,
+    now_ms: int,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+) -> ValidatedMessage:
+    """Validate one MQTT message: topic, schema, device, units, then every reading."""
+    try:
+        parts = parse_readings_topic(topic)
+    except TopicError as exc:
+        return _message_rejection(None, Reason.BAD_TOPIC, str(exc))
+    device = registry.devices.get(parts.device)
+    try:
+        batch, rejected, salvaged, envelope = _parse(payload)
+    except _Reject as rej:
+        return _message_rejection(device, rej.reason, rej.detail, rej.readings, rej.errors)
+    header = batch if batch is not None else envelope
+    assert header is not None
+    n = len(header.readings)
+    if device is None:
+        return _message_rejection(None, Reason.UNKNOWN_DEVICE, f"device {parts.device!r} is not in the registry", n)
+    if header.device != parts.device:
+        return _message_rejection(
+            device,
+            Reason.DEVICE_MISMATCH,
+            f"payload device {header.device[:64]!r} != topic device {parts.device!r}",
+            n,
+        )
+    if device.gateway != parts.gateway or device.district != parts.district:
+        return _message_rejection(
+            device,
+            Reason.WRONG_GATEWAY,
+            f"device {device.id!r} belongs to {device.district}/{device.gateway}, not {parts.district}/{parts.gateway}",
+            n,
+        )
+    if device.kind != parts.kind:
+        return _message_rejection(
+            device,
+            Reason.KIND_MISMATCH,
+            f"device {device.id!r} is a {device.kind}, topic says {parts.kind}",
+            n,
+        )
+    metrics = KINDS[device.kind].metrics
+    for name, unit in header.units.items():
+        spec = metrics.get(name)
+        if spec is None:
+            return _message_rejection(
+                device, Reason.UNKNOWN_METRIC, f"units: {name!r} is not a metric of {device.kind}", n
+            )
+        if spec.unit != unit:
+            return _message_rejection(
+                device, Reason.WRONG_UNIT, f"{name}: unit {unit[:20]!r}, expected {spec.unit!r}", n
+            )
+
+    out = ValidatedMessage(device, rejected=rejected)
+    units = header.units
+    first_seq = header.seq[0]
+    max_ts = now_ms + max_future_ms
+    min_ts = device.commissioned_ms
+    indexed = enumerate(batch.readings) if batch is not None else salvaged
+    for i, reading in indexed:
+        problem: tuple[Reason, str] | None = None
+        for name, value in reading.values.items():
+            spec = metrics.get(name)
+            problem = _check_value(spec, name, value)
+            if problem is None and spec is not None and spec.unit is not None and name not in units:
+                problem = (Reason.WRONG_UNIT, f"{name}: no unit declared (expected {spec.unit!r})")
+            if problem is not None:
+                break
+        if problem is None:
+            if reading.ts > max_ts:
+                problem = (
+                    Reason.FUTURE_TIMESTAMP,
+                    f"ts {reading.ts} is {(reading.ts - now_ms) / 1000:.0f} s in the future",
+                )
+            elif reading.ts < min_ts:
+                problem = (
+                    Reason.BEFORE_COMMISSIONING,
+                    f"ts {reading.ts} is before the device was commissioned",
+                )
+        if problem is None:
+            out.good.append(reading)
+            out.seqs.append(first_seq + i)
+        else:
+            out.rejected.append(Rejection(problem[0], f"readings[{i}]: {problem[1]}", i))
+    return out

@@ -1,0 +1,52 @@
+"""`districtpulse`: one command, a subcommand per component.
+
+Subcommand modules are imported only when chosen, so `districtpulse gateway` works on a Pi that has no
+numba, numpy or InfluxDB client installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module with add_arguments(parser) and run(args) -> int, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "services": ("districtpulse.services", "start, stop or inspect the local Mosquitto and InfluxDB"),
+    "demo": ("districtpulse.demo", "run one simulated district day end to end and print the KPIs"),
+    "gateway": ("gateway.cli", "run an edge gateway"),
+    "ingest": ("ingest.cli", "consume readings from MQTT into InfluxDB"),
+    "simulate": ("simulators.cli", "simulate a district and publish it like its gateways"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="districtpulse", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # import only the chosen component
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    from devices import logs
+
+    logs.setup()
+    try:
+        code: int = args._run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

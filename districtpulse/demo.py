@@ -1,0 +1,218 @@
+"""`districtpulse demo`: one simulated district day through the whole real chain.
+
+    services up -> ingest (its own process) -> simulate and publish one day (QoS 1, one connection per
+    gateway) -> wait until InfluxDB + quarantine account for every reading -> energy per building from
+    InfluxDB through the numba interval-energy kernel -> `demo: published=N stored=N quarantined=N`
+
+Exits 0 only when stored + quarantined == published, where stored is counted in InfluxDB itself.
+Running it again re-publishes the same day with the same seed: the points overwrite themselves, so the
+counts stay equal (idempotent redelivery, shown end to end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from aggregation import interval_energy
+from devices import KINDS, DeviceKind, Registry, demo_registry_path
+from devices.endpoints import Endpoints
+from districtpulse import services
+from ingest.influx import InfluxConfig, InfluxV1
+from ingest.quarantine import Quarantine, now_ms
+from simulators import DistrictSimulator, publish_messages, yesterday
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", type=Path, default=demo_registry_path())
+    p.add_argument("--day", type=date.fromisoformat, help="local day to simulate (default: yesterday)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bad-readings", type=int, default=5, help="readings made invalid on purpose")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ingest to catch up")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get install missing services")
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    published: int
+    stored: int
+    quarantined: int
+
+
+async def count_stored(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> int:
+    """Points of the district in [start, end), counted by InfluxDB (every point has the integer field seq)."""
+    total = 0
+    for kind in KINDS.values():
+        series = await influx.query(
+            f'SELECT count("seq") FROM "{kind.measurement}" WHERE "district" = \'{district}\''
+            f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+        )
+        total += sum(int(row[1]) for s in series for row in s["values"])
+    return total
+
+
+async def energy_by_building(
+    influx: InfluxV1, registry: Registry, start_ms: int, end_ms: int
+) -> dict[str, dict[str, float]]:
+    """kWh per building and energy carrier for the day, from the registers stored in InfluxDB."""
+    metrics = {
+        DeviceKind.ELECTRICITY_METER: ("electricity_kwh", "energy_import"),
+        DeviceKind.HEAT_METER: ("heat_kwh", "energy"),
+        DeviceKind.PV_INVERTER: ("pv_kwh", "energy_production"),
+        DeviceKind.EV_CHARGER: ("ev_kwh", "session_energy"),
+    }
+    out: dict[str, dict[str, float]] = {
+        b: dict.fromkeys([m[0] for m in metrics.values()], 0.0) for b in registry.buildings
+    }
+    for kind, (column, field) in metrics.items():
+        measurement = KINDS[kind].measurement
+        series = await influx.query(
+            f'SELECT "{field}" FROM "{measurement}" WHERE time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "device"'
+        )
+        for s in series:
+            device = registry.devices.get(s["tags"]["device"])
+            if device is None or device.submeter_of is not None:
+                continue  # sub-meters are inside their main meter's total
+            ts = np.array([row[0] for row in s["values"]], dtype=np.int64)
+            reg = np.array([np.nan if row[1] is None else row[1] for row in s["values"]], dtype=np.float64)
+            result = interval_energy(ts, reg, max_power_w=device.max_power_w)
+            out[device.building][column] += result.total()
+    return out
+
+
+def _start_ingest(
+    endpoints: Endpoints, registry_path: Path, quarantine: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    ready = endpoints.state_dir / "demo-ingest.ready"
+    ready.unlink(missing_ok=True)
+    log_file = log_path.open("ab")
+    env = os.environ | {
+        "DP_MQTT_HOST": endpoints.mqtt_host,
+        "DP_MQTT_PORT": str(endpoints.mqtt_port),
+        "DP_INFLUX_HOST": endpoints.influx_host,
+        "DP_INFLUX_PORT": str(endpoints.influx_port),
+        "DP_INFLUX_DB": endpoints.influx_db,
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ingest",
+            "--registry",
+            str(registry_path),
+            "--client-id",
+            "districtpulse-demo-ingest",
+            "--quarantine",
+            str(quarantine),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"ingest did not start (see {log_path})")
+        time.sleep(0.05)
+    return proc
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoints = Endpoints.from_env()
+    services.up(endpoints, install=not args.no_install)
+    registry = Registry.load(args.registry)
+    district = next(iter(registry.districts.values()))
+    day = args.day or yesterday(district.timezone)
+    quarantine_path = endpoints.state_dir / "demo" / "quarantine.sqlite"
+    quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+    started_ms = now_ms()
+    ingest = _start_ingest(endpoints, args.registry, quarantine_path, endpoints.state_dir / "demo" / "ingest.log")
+    try:
+        sim = DistrictSimulator(registry, day, seed=args.seed, inject_bad_readings=args.bad_readings)
+        print(
+            f"demo: simulating {day} for district {district.id!r}: {len(registry)} devices in "
+            f"{len(registry.buildings)} buildings, publishing through {len(registry.gateways)} gateway connections"
+        )
+        t0 = time.monotonic()
+        messages, published = publish_messages(
+            sim.messages(), registry, host=endpoints.mqtt_host, port=endpoints.mqtt_port
+        )
+        print(f"demo: published {published} readings in {messages} messages in {time.monotonic() - t0:.1f} s")
+        counts, energy = asyncio.run(
+            _settle(
+                endpoints,
+                registry,
+                district.id,
+                sim.start_ms,
+                sim.end_ms,
+                published,
+                quarantine_path,
+                started_ms,
+                args.timeout,
+            )
+        )
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        try:
+            ingest.wait(30)
+        except subprocess.TimeoutExpired:
+            ingest.kill()
+    _print_energy(registry, energy)
+    print(f"demo: published={counts.published} stored={counts.stored} quarantined={counts.quarantined}")
+    return 0 if counts.stored + counts.quarantined == counts.published else 1
+
+
+async def _settle(
+    endpoints: Endpoints,
+    registry: Registry,
+    district: str,
+    start_ms: int,
+    end_ms: int,
+    published: int,
+    quarantine_path: Path,
+    since_ms: int,
+    wait_s: float,
+) -> tuple[Counts, dict[str, dict[str, float]]]:
+    quarantine = Quarantine(quarantine_path)
+    try:
+        async with InfluxV1(InfluxConfig(url=endpoints.influx_url, database=endpoints.influx_db)) as influx:
+            deadline = time.monotonic() + wait_s
+            while True:
+                stored = await count_stored(influx, district, start_ms, end_ms)
+                quarantined = sum(quarantine.count_readings(since_ms=since_ms).values())
+                if stored + quarantined >= published or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            energy = await energy_by_building(influx, registry, start_ms, end_ms)
+    finally:
+        quarantine.close()
+    return Counts(published, stored, quarantined), energy
+
+
+def _print_energy(registry: Registry, energy: dict[str, dict[str, float]]) -> None:
+    print()
+    print(
+        f"{'building':<22} {'use':<12} {'m2':>7} {'electricity kWh':>16} {'kWh/m2':>7} {'heat kWh':>9} "
+        f"{'PV kWh':>7} {'EV kWh':>7}"
+    )
+    for building_id, (_district, building) in registry.buildings.items():
+        e = energy[building_id]
+        print(
+            f"{building.name[:22]:<22} {building.use:<12} {building.floor_area_m2:>7.0f} {e['electricity_kwh']:>16.1f} "
+            f"{e['electricity_kwh'] / building.floor_area_m2:>7.3f} {e['heat_kwh']:>9.1f} {e['pv_kwh']:>7.1f} "
+            f"{e['ev_kwh']:>7.1f}"
+        )
+    print()

@@ -1,0 +1,165 @@
+"""QoS 1 publishing with paho-mqtt: a bounded number of messages in flight, and a callback per PUBACK.
+
+The publisher never holds more than `max_inflight` unacknowledged messages: `publish` blocks until the
+broker has acknowledged enough of the earlier ones. paho's own queue would otherwise grow without bound
+while the broker is slow or away (and past 65,535 queued QoS 1 messages paho fails with ERR_QUEUE_SIZE).
+`on_ack(mid)` runs on paho's network thread for each PUBACK: the spool deletes a reading only then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.errors import BrokerUnavailable, PublishFailed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""
+    keepalive: int = 30
+    username: str | None = None
+    password: str | None = None
+
+
+class Publisher:
+    """A connected paho client that publishes at QoS 1 with bounded in-flight messages.
+
+    Use as a context manager; `close()` waits for outstanding acknowledgements (up to `drain_timeout`).
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        *,
+        max_inflight: int = 1000,
+        on_ack: Callable[[int], None] | None = None,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be >= 1")
+        self.broker = broker
+        self.max_inflight = max_inflight
+        self.drain_timeout = drain_timeout
+        self._on_ack = on_ack
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._connected = False
+        self._connect_error: str | None = None
+        self.published = 0
+        self.acked = 0
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=broker.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        client.max_inflight_messages_set(max_inflight)
+        client.max_queued_messages_set(0)  # we bound in-flight ourselves; paho's limit would raise instead
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if broker.username is not None:
+            client.username_pw_set(broker.username, broker.password)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        self._client = client
+
+    # -- paho callbacks (network thread) -------------------------------------------------------------------
+    def _handle_connect(
+        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
+    ) -> None:
+        with self._cond:
+            if reason.is_failure:
+                self._connect_error = str(reason)
+            else:
+                self._connected = True
+                self._connect_error = None
+            self._cond.notify_all()
+
+    def _handle_disconnect(
+        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
+    ) -> None:
+        with self._cond:
+            self._connected = False
+            self._cond.notify_all()
+        if reason.is_failure:
+            log.warning("disconnected from %s:%s: %s", self.broker.host, self.broker.port, reason)
+
+    def _handle_publish(
+        self, _c: mqtt.Client, _u: Any, mid: int, _reason: ReasonCode, _props: Properties | None
+    ) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self.acked += 1
+            self._cond.notify_all()
+        if self._on_ack is not None:
+            self._on_ack(mid)
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def connect(self, timeout: float = 10.0) -> None:
+        """Connect and start the network thread; raise BrokerUnavailable if not connected within `timeout`."""
+        try:
+            self._client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
+        except OSError as exc:
+            raise BrokerUnavailable(f"cannot connect to {self.broker.host}:{self.broker.port}: {exc}") from exc
+        self._client.loop_start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._connected or self._connect_error is not None, timeout):
+                self._client.loop_stop()
+                raise BrokerUnavailable(f"no CONNACK from {self.broker.host}:{self.broker.port} in {timeout} s")
+            if self._connect_error is not None:
+                self._client.loop_stop()
+                raise BrokerUnavailable(f"broker refused the connection: {self._connect_error}")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int:
+        """Publish at QoS 1 and return the message id; blocks while `max_inflight` messages await PUBACK.
+
+        While disconnected, paho keeps the message and sends it after reconnecting.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._inflight < self.max_inflight, timeout):
+                raise PublishFailed(f"{self._inflight} messages unacknowledged for {timeout} s")
+            self._inflight += 1
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            with self._cond:
+                self._inflight -= 1
+            raise PublishFailed(f"publish to {topic!r} refused: {mqtt.error_string(info.rc)}")
+        self.published += 1
+        return info.mid
+
+    @property
+    def inflight(self) -> int:
+        with self._cond:
+            return self._inflight
+
+    def wait_acked(self, timeout: float) -> bool:
+        """Wait until every published message is acknowledged; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._inflight == 0, timeout)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        if not self.wait_acked(max(0.0, deadline - time.monotonic())):
+            log.warning("closing with %d messages unacknowledged", self.inflight)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> Publisher:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,25 @@
+"""Ingest: an async MQTT consumer that validates readings, quarantines bad ones and stores good ones in
+InfluxDB, acknowledging each message to the broker only after it is stored."""
+
+from ingest.errors import BadInput, SinkError, SinkRejected, SinkUnavailable, TelemetryError
+from ingest.influx import InfluxConfig, InfluxV1
+from ingest.mqtt import MqttConfig, MqttSource
+from ingest.pipeline import IngestSettings, IngestStats, Pipeline, serve
+from ingest.quarantine import Quarantine
+
+__all__ = [
+    "BadInput",
+    "InfluxConfig",
+    "InfluxV1",
+    "IngestSettings",
+    "IngestStats",
+    "MqttConfig",
+    "MqttSource",
+    "Pipeline",
+    "Quarantine",
+    "SinkError",
+    "SinkRejected",
+    "SinkUnavailable",
+    "TelemetryError",
+    "serve",
+]

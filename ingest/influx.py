@@ -1,0 +1,99 @@
+"""InfluxDB 1.x over HTTP: `/write` (line protocol) and `/query` (InfluxQL).
+
+This module is the one boundary where httpx errors and HTTP statuses become `SinkUnavailable` (retry) or
+`SinkRejected` (the points are bad). The 2.x writer (influxdb-client: token, org, bucket) comes with the
+ingest issue; InfluxQL queries work on 2.x too through its v1 compatibility API.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ingest.errors import SinkRejected, SinkUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    url: str = "http://127.0.0.1:8086"
+    database: str = "districtpulse"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class InfluxV1:
+    """An async client for one database of an InfluxDB 1.x server."""
+
+    def __init__(self, config: InfluxConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        auth = (config.username, config.password or "") if config.username else None
+        self._http = httpx.AsyncClient(base_url=config.url, timeout=config.timeout, auth=auth, transport=transport)
+
+    async def __aenter__(self) -> InfluxV1:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:  # connection refused, reset, timeout
+            raise SinkUnavailable(f"InfluxDB at {self.config.url} unreachable: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise SinkUnavailable(
+                f"InfluxDB {path} answered {response.status_code}: {response.text[:300]}",
+                retry_after=_retry_after(response),
+            )
+        if response.status_code >= 400:
+            raise SinkRejected(
+                f"InfluxDB {path} refused the request ({response.status_code}): {response.text[:300]}",
+                status=response.status_code,
+                body=response.text,
+            )
+        return response
+
+    async def ping(self) -> str:
+        """The server's version (X-Influxdb-Version header)."""
+        response = await self._request("GET", "/ping")
+        return str(response.headers.get("X-Influxdb-Version", "unknown"))
+
+    async def write(self, body: bytes) -> None:
+        """Write line protocol with millisecond timestamps; returns only when InfluxDB has stored it."""
+        params = {"db": self.config.database, "precision": "ms"}
+        if self.config.retention_policy:
+            params["rp"] = self.config.retention_policy
+        await self._request("POST", "/write", params=params, content=body)
+
+    async def query(self, influxql: str, *, database: str | None = None) -> list[dict[str, Any]]:
+        """Run InfluxQL and return the series of the first statement (each: name, tags, columns, values)."""
+        response = await self._request(
+            "POST", "/query", params={"db": database or self.config.database, "epoch": "ms"}, data={"q": influxql}
+        )
+        result = json.loads(response.content)["results"][0]
+        if "error" in result:
+            raise SinkRejected(f"InfluxQL error: {result['error']}", status=400, body=result["error"])
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    async def create_database(self) -> None:
+        name = self.config.database.replace('"', "")
+        await self.query(f'CREATE DATABASE "{name}"', database=name)

@@ -1,0 +1,110 @@
+"""The quarantine: a durable, size-bounded SQLite store of rejected readings and unparseable messages.
+
+Each row keeps the topic, the payload (capped at `PAYLOAD_CAP` bytes), the reason code, the validation
+errors, how many readings it holds and when it was received. A message is acknowledged to the broker only
+after its rejections are committed here. At `max_rows` the oldest rows are deleted and counted
+(`evicted`): the limit is explicit, never a silent stop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devices import Rejection
+
+PAYLOAD_CAP = 8192
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    reading_index INTEGER,
+    readings INTEGER NOT NULL,
+    errors TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    payload_truncated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_ms);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    topic: str
+    device: str | None
+    rejection: Rejection
+    payload: bytes
+    received_ms: int
+
+
+class Quarantine:
+    """Append-only store with a row limit; safe to read from another process while ingest writes (WAL)."""
+
+    def __init__(self, path: str | Path, *, max_rows: int = 1_000_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_rows = max_rows
+        self.evicted = 0
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        (self._rows,) = self._db.execute("SELECT count(*) FROM quarantine").fetchone()
+
+    def add(self, entries: Iterable[QuarantineEntry]) -> int:
+        """Store entries durably (one transaction); return the number of readings they hold."""
+        rows = [
+            (
+                e.received_ms,
+                e.topic,
+                e.device,
+                e.rejection.reason.value,
+                e.rejection.detail,
+                e.rejection.index,
+                e.rejection.readings,
+                json.dumps(list(e.rejection.errors), default=str),
+                e.payload[:PAYLOAD_CAP],
+                int(len(e.payload) > PAYLOAD_CAP),
+            )
+            for e in entries
+        ]
+        if not rows:
+            return 0
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO quarantine (received_ms, topic, device, reason, detail, reading_index, readings,"
+                " errors, payload, payload_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            excess = self._rows + len(rows) - self.max_rows
+            if excess > 0:
+                self._db.execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)", (excess,)
+                )
+        self._rows += len(rows) - max(excess, 0)
+        self.evicted += max(excess, 0)
+        return sum(r[6] for r in rows)
+
+    def count_readings(self, *, since_ms: int = 0) -> dict[str, int]:
+        """Quarantined readings per reason code, received at or after `since_ms`."""
+        cursor = self._db.execute(
+            "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? GROUP BY reason", (since_ms,)
+        )
+        return {reason: int(n) for reason, n in cursor}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

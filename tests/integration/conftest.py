@@ -1,0 +1,34 @@
+"""Integration tests run against the real Mosquitto and InfluxDB of `districtpulse services up`.
+
+Every test in this directory gets the `integration` marker, so `pytest -m "not integration"` skips them on
+a machine without the services.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from districtpulse.config import Endpoints
+from districtpulse.services import up
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Conftest hooks see the whole session's items: mark only the ones collected from this directory.
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Endpoints:
+    """The shared services of the environment (DP_* variables): started if needed, reused if running.
+
+    They are deliberately left running after the session: other test modules and the developer use them.
+    """
+    shared = Endpoints.from_env()
+    up(shared)
+    return shared

@@ -1,0 +1,347 @@
+"""`districtpulse services`: the project's own Mosquitto and InfluxDB.
+
+The lifecycle test runs a second, private instance (temporary state dir, free ports) so that it can stop
+and restart it without disturbing the shared instance that the other integration tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from districtpulse import services
+from districtpulse.config import Endpoints
+from districtpulse.services import (
+    ServiceError,
+    ServiceStatus,
+    down,
+    render_influxdb_conf,
+    render_mosquitto_conf,
+    status,
+    up,
+    wait_ready,
+)
+
+LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp prints it
+TCP_LISTEN = "0A"
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _free_influx_port() -> int:
+    """InfluxDB also binds its RPC service on port + 1: both must be free."""
+    for _ in range(50):
+        port = _free_port()
+        if port < 65535 and _bindable(port + 1):
+            return port
+    raise RuntimeError("no free pair of ports")
+
+
+def _private_endpoints(state_dir: Path) -> Endpoints:
+    return Endpoints.from_env(
+        {
+            "DP_MQTT_PORT": str(_free_port()),
+            "DP_INFLUX_PORT": str(_free_influx_port()),
+            "DP_INFLUX_DB": "lifecycle",
+            "DP_STATE_DIR": str(state_dir),
+        }
+    )
+
+
+def _env_for(endpoints: Endpoints) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DP_MQTT_PORT": str(endpoints.mqtt_port),
+        "DP_INFLUX_PORT": str(endpoints.influx_port),
+        "DP_INFLUX_DB": endpoints.influx_db,
+        "DP_STATE_DIR": str(endpoints.state_dir),
+    }
+
+
+def _by_name(statuses: list[ServiceStatus]) -> dict[str, ServiceStatus]:
+    return {s.name: s for s in statuses}
+
+
+def _pids(endpoints: Endpoints) -> dict[str, int | None]:
+    return {s.name: s.pid for s in status(endpoints)}
+
+
+def _process_gone(pid: int) -> bool:
+    """Gone or a zombie: where init does not reap orphans, a stopped service lingers in /proc as state Z."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def _listening_addresses(port: int) -> set[tuple[str, str]]:
+    """(table, local address in hex) of every listening TCP socket on `port`, IPv4 and IPv6."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            address, _, hex_port = fields[1].rpartition(":")
+            if fields[3] == TCP_LISTEN and int(hex_port, 16) == port:
+                found.add((table, address))
+    return found
+
+
+def _write_points(endpoints: Endpoints, lines: list[str]) -> None:
+    response = httpx.post(
+        f"{endpoints.influx_url}/write",
+        params={"db": endpoints.influx_db, "precision": "ms"},
+        content="\n".join(lines).encode(),
+        timeout=10,
+    )
+    assert response.status_code == 204, response.text
+
+
+def _count(endpoints: Endpoints, measurement: str) -> int:
+    response = httpx.post(
+        f"{endpoints.influx_url}/query",
+        data={"db": endpoints.influx_db, "q": f'SELECT count(*) FROM "{measurement}"'},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert "error" not in result, result
+    series = result.get("series", [])
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+@pytest.fixture
+def private_instance(tmp_path: Path) -> Iterator[Endpoints]:
+    """A second instance, stopped at the end whatever happens (the test stops it itself on success)."""
+    endpoints = _private_endpoints(tmp_path / "state")
+    try:
+        yield endpoints
+    finally:
+        down(endpoints, log=lambda _: None)
+
+
+# --- unit tests: no services ---------------------------------------------------------------------------
+
+
+def test_rendered_mosquitto_conf_binds_loopback_only(tmp_path: Path) -> None:
+    endpoints = _private_endpoints(tmp_path / "state")
+    text = render_mosquitto_conf(endpoints)
+    directives = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    assert f"listener {endpoints.mqtt_port} 127.0.0.1" in directives
+    assert [line for line in directives if line.startswith("listener")] == [f"listener {endpoints.mqtt_port} 127.0.0.1"]
+    assert "0.0.0.0" not in text
+    assert "$" not in text  # every template placeholder was substituted
+    assert "allow_anonymous true" in directives
+    assert "max_queued_messages 200000" in directives
+    assert "max_inflight_messages 1000" in directives
+    assert not any(line.startswith("max_packet_size") for line in directives)
+    state = str(endpoints.state_dir)
+    assert f"persistence_location {state}/mosquitto/data/" in directives
+    assert f"log_dest file {state}/mosquitto/mosquitto.log" in directives
+    assert any(line.startswith("user ") for line in directives)
+
+
+def test_rendered_influxdb_conf_binds_loopback_only(tmp_path: Path) -> None:
+    endpoints = _private_endpoints(tmp_path / "state")
+    text = render_influxdb_conf(endpoints)
+    config = tomllib.loads(text)
+
+    assert "0.0.0.0" not in text
+    assert config["bind-address"] == f"127.0.0.1:{endpoints.influx_port + 1}"
+    assert config["http"]["bind-address"] == f"127.0.0.1:{endpoints.influx_port}"
+    bind_lines = [line.strip() for line in text.splitlines() if line.strip().startswith("bind-address")]
+    assert len(bind_lines) == 2
+    assert all(line.startswith('bind-address = "127.0.0.1:') for line in bind_lines)
+    home = endpoints.state_dir / "influxdb"
+    assert config["meta"]["dir"] == str(home / "meta")
+    assert config["data"]["dir"] == str(home / "data")
+    assert config["data"]["wal-dir"] == str(home / "wal")
+    assert config["reporting-disabled"] is True
+    assert config["http"]["log-enabled"] is False
+    assert config["monitor"]["store-enabled"] is False
+
+
+def test_up_refuses_a_non_loopback_host(tmp_path: Path) -> None:
+    endpoints = Endpoints.from_env({"DP_MQTT_HOST": "192.0.2.10", "DP_STATE_DIR": str(tmp_path)})
+    with pytest.raises(ServiceError, match="DP_MQTT_HOST"):
+        up(endpoints, install=False, log=lambda _: None)
+
+
+def test_wait_ready_times_out_with_a_clear_error(tmp_path: Path) -> None:
+    endpoints = _private_endpoints(tmp_path / "state")
+    with pytest.raises(ServiceError, match=r"(?s)not ready after 0.5 s.*mosquitto on 127\.0\.0\.1.*Connection refused"):
+        wait_ready(endpoints, timeout=0.5)
+
+
+def test_status_cli_exits_3_when_not_running(tmp_path: Path) -> None:
+    endpoints = _private_endpoints(tmp_path / "state")
+    result = subprocess.run(
+        [sys.executable, "-m", "districtpulse.services", "status"],
+        env=_env_for(endpoints),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "mosquitto" in result.stdout
+    assert "down" in result.stdout
+
+
+# --- with services -------------------------------------------------------------------------------------
+
+
+def test_up_fails_clearly_when_the_mqtt_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        endpoints = Endpoints.from_env(
+            {
+                "DP_MQTT_PORT": str(port),
+                "DP_INFLUX_PORT": str(_free_influx_port()),
+                "DP_STATE_DIR": str(tmp_path / "state"),
+            }
+        )
+        with pytest.raises(ServiceError, match=rf"port {port} on 127\.0\.0\.1 .*DP_MQTT_PORT"):
+            up(endpoints, log=lambda _: None)
+
+    # Checked before starting anything: no half-started instance is left behind.
+    assert not any(s.running for s in status(endpoints))
+    assert not list((tmp_path / "state").rglob("*.pid"))
+
+
+def test_lifecycle_of_a_private_instance(endpoints: Endpoints, private_instance: Endpoints) -> None:
+    private = private_instance
+    shared_pids = _pids(endpoints)
+    assert all(shared_pids.values()), shared_pids
+
+    # up -> both running, versions from the protocols/binaries
+    up(private, log=lambda _: None)
+    statuses = _by_name(status(private))
+    assert statuses["mosquitto"].running, statuses
+    assert statuses["influxdb"].running, statuses
+    assert statuses["influxdb"].version is not None
+    assert statuses["influxdb"].version.startswith("1.6.7")
+    assert statuses["influxdb"].address == f"127.0.0.1:{private.influx_port}"
+    assert statuses["mosquitto"].address == f"127.0.0.1:{private.mqtt_port}"
+    pids = _pids(private)
+    assert set(pids.values()).isdisjoint(shared_pids.values())
+
+    # a second up starts nothing
+    messages: list[str] = []
+    up(private, log=messages.append)
+    assert _pids(private) == pids
+    assert sum("already running" in m for m in messages) == 2, messages
+
+    # the CLI glue sees the same
+    cli = subprocess.run(
+        [sys.executable, "-m", "districtpulse.services", "status"],
+        env=_env_for(private),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert str(pids["influxdb"]) in cli.stdout
+
+    # data goes in and comes out
+    now_ms = int(time.time() * 1000)
+    _write_points(private, [f"lifecycle,sensor=s{i} value={i}.5 {now_ms + i}" for i in range(3)])
+    assert _count(private, "lifecycle") == 3
+
+    # loopback only, IPv4 and IPv6
+    for port in (private.mqtt_port, private.influx_port, private.influx_port + 1):
+        assert _listening_addresses(port) == {("tcp", LOOPBACK_HEX)}, port
+
+    # down stops exactly our processes; the shared instance keeps running
+    down(private, log=lambda _: None)
+    for pid in pids.values():
+        assert pid is not None
+        assert _process_gone(pid), pid
+    assert not any(s.running for s in status(private))
+    assert not list(private.state_dir.rglob("*.pid"))
+    shared = _by_name(status(endpoints))
+    assert all(s.running for s in shared.values()), shared
+    assert _pids(endpoints) == shared_pids
+
+    # the data directories survive a restart
+    up(private, log=lambda _: None)
+    assert _pids(private) != pids
+    assert _count(private, "lifecycle") == 3
+
+    down(private, log=lambda _: None)
+    assert not any(s.running for s in status(private))
+
+
+def test_up_installs_missing_binaries_with_apt_and_reports_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        env = kwargs.get("env")
+        assert isinstance(env, dict)
+        calls.append((command, env))
+        return subprocess.CompletedProcess(command, 100 if "install" in command else 0)
+
+    monkeypatch.setattr(services, "_find_binary", lambda name: None)
+    monkeypatch.setattr(services.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(services.subprocess, "run", fake_run)
+
+    with pytest.raises(ServiceError, match=r"apt-get install .* failed with exit code 100"):
+        up(_private_endpoints(tmp_path / "state"), log=lambda _: None)
+
+    assert [command for command, _ in calls] == [
+        ["sudo", "apt-get", "update"],
+        ["sudo", "apt-get", "install", "-y", "--no-install-recommends", "mosquitto", "influxdb"],
+    ]
+    assert all(env["DEBIAN_FRONTEND"] == "noninteractive" for _, env in calls)
+
+
+def test_up_without_install_names_the_missing_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "_find_binary", lambda name: None if name == "influxd" else "/x/mosquitto")
+    with pytest.raises(ServiceError, match="not installed: influxd"):
+        up(_private_endpoints(tmp_path / "state"), install=False, log=lambda _: None)
+
+
+def test_up_shows_the_log_tail_when_a_service_dies_at_startup(
+    private_instance: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_render = services.render_mosquitto_conf
+    monkeypatch.setattr(
+        services, "render_mosquitto_conf", lambda endpoints: real_render(endpoints) + "no_such_option 1\n"
+    )
+    with pytest.raises(ServiceError, match=r"(?s)mosquitto \(pid \d+\) exited during startup.*no_such_option"):
+        up(private_instance, log=lambda _: None)
+    assert not (private_instance.state_dir / "mosquitto" / "mosquitto.pid").exists()
