@@ -91,11 +91,10 @@ async def energy_by_building(
 
 
 def _start_ingest(
-    endpoints: Endpoints, registry_path: Path, quarantine: Path, log_path: Path
+    endpoints: Endpoints, registry_path: Path, district: str, quarantine: Path, log_path: Path
 ) -> subprocess.Popen[bytes]:
-    ready = endpoints.state_dir / "demo-ingest.ready"
+    ready = log_path.parent / f"ingest-{district}.ready"
     ready.unlink(missing_ok=True)
-    log_file = log_path.open("ab")
     env = os.environ | {
         "DP_MQTT_HOST": endpoints.mqtt_host,
         "DP_MQTT_PORT": str(endpoints.mqtt_port),
@@ -103,24 +102,27 @@ def _start_ingest(
         "DP_INFLUX_PORT": str(endpoints.influx_port),
         "DP_INFLUX_DB": endpoints.influx_db,
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ingest",
-            "--registry",
-            str(registry_path),
-            "--client-id",
-            "districtpulse-demo-ingest",
-            "--quarantine",
-            str(quarantine),
-            "--ready-file",
-            str(ready),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ingest",
+                "--registry",
+                str(registry_path),
+                "--client-id",
+                "districtpulse-demo-ingest",
+                "--quarantine",
+                str(quarantine),
+                "--ready-file",
+                str(ready),
+                "--topic",
+                f"dp/v1/{district}/+/+/+",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     deadline = time.monotonic() + 30
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -139,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     quarantine_path = endpoints.state_dir / "demo" / "quarantine.sqlite"
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
     started_ms = now_ms()
-    ingest = _start_ingest(endpoints, args.registry, quarantine_path, endpoints.state_dir / "demo" / "ingest.log")
+    ingest = _start_ingest(
+        endpoints, args.registry, district.id, quarantine_path, endpoints.state_dir / "demo" / "ingest.log"
+    )
     try:
         sim = DistrictSimulator(registry, day, seed=args.seed, inject_bad_readings=args.bad_readings)
         print(
@@ -192,7 +196,9 @@ async def _settle(
             deadline = time.monotonic() + wait_s
             while True:
                 stored = await count_stored(influx, district, start_ms, end_ms)
-                quarantined = sum(quarantine.count_readings(since_ms=since_ms).values())
+                quarantined = sum(
+                    quarantine.count_readings(since_ms=since_ms, topic_prefix=f"dp/v1/{district}/").values()
+                )
                 if stored + quarantined >= published or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)

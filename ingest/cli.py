@@ -42,7 +42,13 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
     return IngestSettings(
         registry=args.registry,
         quarantine=args.quarantine,
-        mqtt=MqttConfig(host=args.mqtt_host, port=args.mqtt_port, client_id=args.client_id, topics=topics),
+        mqtt=MqttConfig(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            client_id=args.client_id,
+            topics=topics,
+            subscriptions_file=args.quarantine.parent / f"subscriptions-{args.client_id}.json",
+        ),
         influx=InfluxConfig(url=args.influx_url, database=args.influx_db),
         writers=args.writers,
         batch_readings=args.batch_readings,

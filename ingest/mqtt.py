@@ -19,11 +19,13 @@ only by `ack()`, which the pipeline calls after the message's readings are store
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -46,6 +48,9 @@ class MqttConfig:
     keepalive: int = 30
     username: str | None = None
     password: str | None = None
+    #: Where the filters of the last run are remembered: a persistent session keeps its subscriptions, so
+    #: filters removed from the configuration must be unsubscribed explicitly (telegraf#9703).
+    subscriptions_file: Path | None = None
 
 
 @dataclass(slots=True)
@@ -100,9 +105,25 @@ class MqttSource:
             flags.session_present,
             ",".join(self.config.topics),
         )
+        self._drop_stale_subscriptions(client, session_present=bool(flags.session_present))
         client.subscribe([(topic, 1) for topic in self.config.topics])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _drop_stale_subscriptions(self, client: mqtt.Client, *, session_present: bool) -> None:
+        path = self.config.subscriptions_file
+        if path is None:
+            return
+        try:
+            previous = set(json.loads(path.read_text())) if path.exists() else set()
+        except (OSError, ValueError):
+            previous = set()
+        stale = sorted(previous - set(self.config.topics))
+        if stale and session_present:
+            log.info("unsubscribing filters no longer configured: %s", ",".join(stale))
+            client.unsubscribe(stale)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(sorted(self.config.topics)))
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any) -> None:
         failed = [str(r) for r in reasons if r.is_failure]

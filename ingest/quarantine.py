@@ -1,13 +1,16 @@
 """The quarantine: a durable, size-bounded SQLite store of rejected readings and unparseable messages.
 
 Each row keeps the topic, the payload (capped at `PAYLOAD_CAP` bytes), the reason code, the validation
-errors, how many readings it holds and when it was received. A message is acknowledged to the broker only
+errors, how many readings it holds and when it was received. A redelivered message does not add rows:
+each row has a fingerprint (topic, payload, reading index, reason) and a repeat is ignored, just as
+InfluxDB overwrites a repeated point. A message is acknowledged to the broker only
 after its rejections are committed here. At `max_rows` the oldest rows are deleted and counted
 (`evicted`): the limit is explicit, never a silent stop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -31,7 +34,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     readings INTEGER NOT NULL,
     errors TEXT NOT NULL,
     payload BLOB NOT NULL,
-    payload_truncated INTEGER NOT NULL
+    payload_truncated INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_ms);
 """
@@ -61,7 +65,7 @@ class Quarantine:
         (self._rows,) = self._db.execute("SELECT count(*) FROM quarantine").fetchone()
 
     def add(self, entries: Iterable[QuarantineEntry]) -> int:
-        """Store entries durably (one transaction); return the number of readings they hold."""
+        """Store entries durably (one transaction); return the number of new rows (repeats are ignored)."""
         rows = [
             (
                 e.received_ms,
@@ -74,6 +78,7 @@ class Quarantine:
                 json.dumps(list(e.rejection.errors), default=str),
                 e.payload[:PAYLOAD_CAP],
                 int(len(e.payload) > PAYLOAD_CAP),
+                _fingerprint(e),
             )
             for e in entries
         ]
@@ -81,29 +86,40 @@ class Quarantine:
             return 0
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
             self._db.executemany(
-                "INSERT INTO quarantine (received_ms, topic, device, reason, detail, reading_index, readings,"
-                " errors, payload, payload_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO quarantine (received_ms, topic, device, reason, detail, reading_index,"
+                " readings, errors, payload, payload_truncated, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            excess = self._rows + len(rows) - self.max_rows
+            inserted = self._db.total_changes - before
+            excess = self._rows + inserted - self.max_rows
             if excess > 0:
                 self._db.execute(
                     "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)", (excess,)
                 )
-        self._rows += len(rows) - max(excess, 0)
+        self._rows += inserted - max(excess, 0)
         self.evicted += max(excess, 0)
-        return sum(r[6] for r in rows)
+        return inserted
 
-    def count_readings(self, *, since_ms: int = 0) -> dict[str, int]:
-        """Quarantined readings per reason code, received at or after `since_ms`."""
+    def count_readings(self, *, since_ms: int = 0, topic_prefix: str = "") -> dict[str, int]:
+        """Quarantined readings per reason code, received at or after `since_ms`, on topics under a prefix."""
         cursor = self._db.execute(
-            "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? GROUP BY reason", (since_ms,)
+            "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? AND substr(topic, 1, ?) = ?"
+            " GROUP BY reason",
+            (since_ms, len(topic_prefix), topic_prefix),
         )
         return {reason: int(n) for reason, n in cursor}
 
     def close(self) -> None:
         self._db.close()
+
+
+def _fingerprint(entry: QuarantineEntry) -> str:
+    digest = hashlib.sha256(entry.topic.encode())
+    digest.update(b"\0" + entry.payload + b"\0")
+    digest.update(f"{entry.rejection.index}:{entry.rejection.reason.value}".encode())
+    return digest.hexdigest()[:32]
 
 
 def now_ms() -> int:
