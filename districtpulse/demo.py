@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     day = args.day or yesterday(district.timezone)
     quarantine_path = endpoints.state_dir / "demo" / "quarantine.sqlite"
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in quarantine_path.parent.glob(quarantine_path.name + "*"):
+        stale.unlink()  # the demo's own scratch quarantine: this run's rejections only
     started_ms = now_ms()
     ingest = _start_ingest(
         endpoints, args.registry, district.id, quarantine_path, endpoints.state_dir / "demo" / "ingest.log"

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"simulate: {exc}", file=sys.stderr)
             return 1
     if args.truth:
-        args.truth.write_text(json.dumps(sim.truth.__dict__ | {"day": sim.day.isoformat()}, indent=1, default=str))
+        args.truth.write_text(json.dumps(asdict(sim.truth) | {"day": sim.day.isoformat()}, indent=1, default=str))
     log.info("simulated", extra={"fields": {"messages": messages, "readings": readings, "day": sim.day.isoformat()}})
     print(f"simulate: messages={messages} readings={readings} bad={sim.truth.bad_readings} day={sim.day}")
     return 0
