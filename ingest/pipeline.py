@@ -103,6 +103,19 @@ class Pipeline:
         self.quarantine.add(QuarantineEntry(msg.topic, device, r, msg.payload, received) for r in rejections)
         for r in rejections:
             self.stats.readings_quarantined[r.reason.value] += r.readings
+        first = rejections[0]
+        log.warning(
+            "quarantined",
+            extra={
+                "fields": {
+                    "topic": msg.topic[:200],
+                    "reason": first.reason.value,
+                    "detail": first.detail[:300],
+                    "rejections": len(rejections),
+                    "readings": sum(r.readings for r in rejections),
+                }
+            },
+        )
 
     def _take(self, msg: Message, batch: _Batch) -> None:
         """Validate one message; quarantine its bad readings now, queue its good ones in `batch`."""
