@@ -10,12 +10,14 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test services down lint typecheck pytest clean system-deps
 
 # System packages the tests use besides the services (which `districtpulse services up` installs itself):
-# python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only).
+# python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only),
+# chromium + chromium-driver (the dashboard's real-browser test).
 system-deps:
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v docker-compose >/dev/null || { \
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v docker-compose >/dev/null \
+		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			python3-venv docker-compose >/dev/null; }
+			python3-venv docker-compose chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -78,6 +78,8 @@ class DistrictEntry(_Model):
     id: Id
     name: str = ""
     timezone: str = "UTC"
+    grid_zone: str = Field(default="EU27", description="electricity emission-factor zone (aggregation.co2)")
+    heat_zone: str | None = Field(default=None, description="district-heating network of the heat factor")
     building: list[BuildingEntry] = Field(default_factory=list)
 
     @field_validator("timezone")

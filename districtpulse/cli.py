@@ -17,7 +17,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("districtpulse.demo", "run one simulated district day end to end and print the KPIs"),
     "gateway": ("gateway.cli", "run an edge gateway"),
     "ingest": ("ingest.cli", "consume readings from MQTT into InfluxDB"),
+    "quarantine": ("ingest.quarantine_cli", "list quarantined readings, or replay them after a registry fix"),
     "simulate": ("simulators.cli", "simulate a district and publish it like its gateways"),
+    "aggregate": ("districtpulse.aggregate", "compute daily KPI series from InfluxDB, revising late data"),
+    "savings": ("aggregation.savings_cli", "weather-normalised metered savings (CalTRACK 2.0) from CSV files"),
+    "dashboard": ("districtpulse.dashboard.cli", "serve the operators' live view: devices, data quality, KPIs, alerts"),
 }
 
 

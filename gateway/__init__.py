@@ -1,9 +1,29 @@
 """The edge gateway: reads devices, keeps readings in a durable spool, publishes them over MQTT (QoS 1).
 
-Runs on a Raspberry Pi: imports only the standard library, pydantic (through `devices`) and paho-mqtt.
+Runs on a Raspberry Pi: imports only the standard library (sqlite3 for the spool), pydantic (through
+`devices` and the config) and paho-mqtt.
+
+    adapters (threads) ──put──► Spool (SQLite WAL, group commit, bounded) ──► Gateway loop ──► Publisher (paho)
+                                  seq per device, deleted on PUBACK            one message per device per interval
 """
 
-from gateway.errors import BrokerUnavailable, GatewayError, PublishFailed
-from gateway.publisher import BrokerConfig, Publisher
+from gateway.config import GatewayConfig
+from gateway.errors import BrokerUnavailable, ConfigError, GatewayError, PublishFailed, SpoolError
+from gateway.publisher import BrokerConfig, Publisher, Will
+from gateway.service import Gateway
+from gateway.spool import Spool, SpoolLimits
 
-__all__ = ["BrokerConfig", "BrokerUnavailable", "GatewayError", "PublishFailed", "Publisher"]
+__all__ = [
+    "BrokerConfig",
+    "BrokerUnavailable",
+    "ConfigError",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayError",
+    "PublishFailed",
+    "Publisher",
+    "Spool",
+    "SpoolError",
+    "SpoolLimits",
+    "Will",
+]

@@ -3,7 +3,9 @@
 
     GatewayError
     ├── BrokerUnavailable     cannot connect, or the connection was lost and not restored in time
-    └── PublishFailed         the client refused a message (queue full, payload too large)
+    ├── PublishFailed         the client refused a message (queue full, payload too large)
+    ├── SpoolError            the on-disk spool cannot be opened or written
+    └── ConfigError           the gateway configuration is invalid
 """
 
 
@@ -17,3 +19,11 @@ class BrokerUnavailable(GatewayError):
 
 class PublishFailed(GatewayError):
     """A message was refused before it reached the network."""
+
+
+class SpoolError(GatewayError):
+    """The spool cannot be opened or written (disk full, corrupt file, wrong schema)."""
+
+
+class ConfigError(GatewayError):
+    """The gateway configuration is invalid; the message says where."""

@@ -4,15 +4,24 @@ The publisher never holds more than `max_inflight` unacknowledged messages: `pub
 broker has acknowledged enough of the earlier ones. paho's own queue would otherwise grow without bound
 while the broker is slow or away (and past 65,535 queued QoS 1 messages paho fails with ERR_QUEUE_SIZE).
 `on_ack(mid)` runs on paho's network thread for each PUBACK: the spool deletes a reading only then.
+
+Two ways to connect: `connect()` waits for the CONNACK and raises `BrokerUnavailable` (a one-shot publisher
+such as the simulator wants to fail fast); `start()` returns at once and keeps (re)connecting in the
+background (the gateway service, which must run while the broker is away). Reconnection waits with
+exponential backoff and jitter (`gateway.backoff`): paho's own delay is set to zero and the wait happens in
+the disconnect / connect-failure callbacks, on paho's network thread, interruptibly. After a reconnect paho
+re-sends the messages still awaiting their PUBACK (the MQTT 5 session is kept across reconnects of one
+process; a new process starts clean and the spool re-publishes what was never acknowledged).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.backoff import Backoff
 from gateway.errors import BrokerUnavailable, PublishFailed
 
 log = logging.getLogger(__name__)
@@ -32,7 +42,18 @@ class BrokerConfig:
     client_id: str = ""
     keepalive: int = 30
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The Last Will: what the broker publishes for us when our connection dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    retain: bool = True
 
 
 class Publisher:
@@ -48,6 +69,8 @@ class Publisher:
         max_inflight: int = 1000,
         on_ack: Callable[[int], None] | None = None,
         drain_timeout: float = 30.0,
+        will: Will | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if max_inflight < 1:
             raise ValueError("max_inflight must be >= 1")
@@ -59,8 +82,11 @@ class Publisher:
         self._inflight = 0
         self._connected = False
         self._connect_error: str | None = None
+        self._closing = threading.Event()
+        self._backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng or random.Random())  # noqa: S311 (jitter, not crypto)
         self.published = 0
         self.acked = 0
+        self.connections = 0  # successful CONNACKs so far: a change tells the owner it reconnected
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=broker.client_id,
@@ -68,10 +94,13 @@ class Publisher:
         )
         client.max_inflight_messages_set(max_inflight)
         client.max_queued_messages_set(0)  # we bound in-flight ourselves; paho's limit would raise instead
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=0, max_delay=0)  # we wait ourselves, with jitter
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         self._client = client
@@ -86,7 +115,13 @@ class Publisher:
             else:
                 self._connected = True
                 self._connect_error = None
+                self.connections += 1
+                self._backoff.reset()
             self._cond.notify_all()
+        if reason.is_failure:
+            log.warning("broker %s:%s refused the connection: %s", self.broker.host, self.broker.port, reason)
+        else:
+            log.info("connected to %s:%s", self.broker.host, self.broker.port)
 
     def _handle_disconnect(
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
@@ -96,6 +131,19 @@ class Publisher:
             self._cond.notify_all()
         if reason.is_failure:
             log.warning("disconnected from %s:%s: %s", self.broker.host, self.broker.port, reason)
+        self._wait_before_retry()
+
+    def _handle_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        log.warning("cannot reach %s:%s", self.broker.host, self.broker.port)
+        self._wait_before_retry()
+
+    def _wait_before_retry(self) -> None:
+        """paho retries right after this callback returns (its own delay is zero): wait here, with jitter."""
+        if self._closing.is_set():
+            return
+        delay = self._backoff.next_delay()
+        log.info("reconnecting to %s:%s in %.1f s", self.broker.host, self.broker.port, delay)
+        self._closing.wait(delay)
 
     def _handle_publish(
         self, _c: mqtt.Client, _u: Any, mid: int, _reason: ReasonCode, _props: Properties | None
@@ -108,6 +156,11 @@ class Publisher:
             self._on_ack(mid)
 
     # -- public API ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the network thread and return at once; it connects, and reconnects, in the background."""
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
+        self._client.loop_start()
+
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and start the network thread; raise BrokerUnavailable if not connected within `timeout`."""
         try:
@@ -117,11 +170,15 @@ class Publisher:
         self._client.loop_start()
         with self._cond:
             if not self._cond.wait_for(lambda: self._connected or self._connect_error is not None, timeout):
-                self._client.loop_stop()
+                self._stop_loop()
                 raise BrokerUnavailable(f"no CONNACK from {self.broker.host}:{self.broker.port} in {timeout} s")
             if self._connect_error is not None:
-                self._client.loop_stop()
+                self._stop_loop()
                 raise BrokerUnavailable(f"broker refused the connection: {self._connect_error}")
+
+    def _stop_loop(self) -> None:
+        self._closing.set()  # interrupts a backoff wait on the network thread, which loop_stop joins
+        self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int:
         """Publish at QoS 1 and return the message id; blocks while `max_inflight` messages await PUBACK.
@@ -145,6 +202,17 @@ class Publisher:
         with self._cond:
             return self._inflight
 
+    @property
+    def available(self) -> int:
+        """How many messages can be published now without blocking."""
+        with self._cond:
+            return self.max_inflight - self._inflight
+
+    @property
+    def connected(self) -> bool:
+        with self._cond:
+            return self._connected
+
     def wait_acked(self, timeout: float) -> bool:
         """Wait until every published message is acknowledged; False on timeout."""
         with self._cond:
@@ -154,6 +222,7 @@ class Publisher:
         deadline = time.monotonic() + self.drain_timeout
         if not self.wait_acked(max(0.0, deadline - time.monotonic())):
             log.warning("closing with %d messages unacknowledged", self.inflight)
+        self._closing.set()
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -24,6 +24,25 @@ class InfluxConfig:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
+    #: "1", "2", or "auto": ask /ping (see `ingest.writers.open_writer`)
+    version: str = "1"
+    org: str | None = None
+    bucket: str | None = None
+    token: str | None = None
+
+
+class Writer(Protocol):
+    """What the pipeline needs from a database: the 1.x client here, the 2.x one in `ingest.influx2`.
+
+    `write` returns only when the database has stored every point of the body (line protocol, ms), and
+    raises `SinkUnavailable` (retry later) or `SinkRejected` (some points can never be stored)."""
+
+    async def prepare(self) -> None:
+        """Make sure the target (database, bucket) exists; raises SinkUnavailable while unreachable."""
+
+    async def write(self, body: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -93,6 +112,9 @@ class InfluxV1:
             raise SinkRejected(f"InfluxQL error: {result['error']}", status=400, body=result["error"])
         series: list[dict[str, Any]] = result.get("series", [])
         return series
+
+    async def prepare(self) -> None:
+        await self.create_database()
 
     async def create_database(self) -> None:
         name = self.config.database.replace('"', "")

@@ -7,13 +7,27 @@ only by `ack()`, which the pipeline calls after the message's readings are store
 - Persistent MQTT 5 session: fixed client id, clean_start=False, a session expiry: what arrives while the
   consumer is away or crashed waits in the broker and is redelivered.
 - Subscriptions are (re)made in every on_connect, so a broker restart never leaves the consumer deaf.
-- Receive Maximum bounds the unacknowledged messages the broker sends us: the broker, not our memory, holds
-  the backlog while InfluxDB is slow or down.
+- Receive Maximum asks the broker to bound the unacknowledged messages it sends us, so that the broker, not
+  our memory, holds the backlog while InfluxDB is slow or down.
 - paho's network loop runs in its own thread (reconnects with backoff are paho's); messages cross into the
   event loop in batches through a deque and one wake-up call, not one call per message.
-- An acknowledgement is only sent on the connection that delivered the message: after a reconnect the
-  broker redelivers what was not acknowledged, and a stale message id could otherwise acknowledge an
-  unrelated new message that reused it.
+- The deque is bounded by us too (`max_buffered_messages`), because the broker's window cannot be trusted:
+  Mosquitto before 2.0.13 miscounts its inflight quota (eclipse/mosquitto#2306) and, once messages are
+  queued for us, sends far more than our Receive Maximum (measured on 2.0.11: 200 unacknowledged messages
+  against a Receive Maximum of 5). When the deque is full, paho's thread waits in `on_message`, so it stops
+  reading the socket and TCP pushes back on the broker. If the wait lasts `stall_timeout_s` (InfluxDB down,
+  the pipeline at its in-flight cap), waiting longer would starve the keepalive, so the source sheds instead:
+  it drops what arrives without acknowledging it and, once the pipeline asks for more, reconnects; the broker
+  then redelivers everything unacknowledged. Memory stays bounded either way, and nothing is lost.
+- An acknowledgement is only sent on the connection that delivered the message, and only once: every
+  connection keeps its own table of delivered-but-unacknowledged message ids, each pointing at the very
+  `Message` object that arrived with it. `ack(msg)` sends a PUBACK only if `msg` is still the owner of its
+  id on the current connection. After a reconnect the broker redelivers whatever was not acknowledged and,
+  once an id is acknowledged, may reuse it for a new message; a PUBACK sent for a stale copy would then
+  acknowledge that new, unstored message. The table is replaced in `on_disconnect` and `on_pre_connect`,
+  under the same lock that `ack` holds while it queues the PUBACK: paho clears its outgoing packet queue in
+  `reconnect()` after `on_disconnect` ran, so a PUBACK queued before the switch is dropped with the old
+  socket, and one attempted after it finds its id gone (see tests/ingest/test_mqtt_acks.py).
 """
 
 from __future__ import annotations
@@ -22,11 +36,12 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -45,6 +60,10 @@ class MqttConfig:
     topics: tuple[str, ...] = ("dp/v1/+/+/+/+",)
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 1000
+    #: Received messages waiting for the pipeline, at most (0: the same as receive_maximum).
+    max_buffered_messages: int = 0
+    #: How long paho's thread may wait for room before the source sheds and resynchronises.
+    stall_timeout_s: float = 10.0
     keepalive: int = 30
     username: str | None = None
     password: str | None = None
@@ -53,13 +72,30 @@ class MqttConfig:
     subscriptions_file: Path | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Message:
+    """One received message. Compared by identity: two deliveries of the same payload are two messages."""
+
     topic: str
     payload: bytes
     mid: int
     qos: int
     generation: int
+    received: float = 0.0  #: time.monotonic() when paho handed it over (for the acknowledgement lag)
+
+
+class Source(Protocol):
+    """What the pipeline needs from the broker side (MqttSource; an in-memory fake in unit tests)."""
+
+    subscribed: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    async def receive(self) -> list[Message]: ...
+
+    def ack(self, messages: Sequence[Message]) -> int: ...
+
+    async def stop(self) -> None: ...
 
 
 class MqttSource:
@@ -71,11 +107,21 @@ class MqttSource:
         self._inbox: deque[Message] = deque()
         self._ready = asyncio.Event()
         self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._buffer_max = config.max_buffered_messages or config.receive_maximum
+        self._shedding = False
+        self._stopping = False
         self._wakeup_pending = False
         self._generation = 0
+        #: mid -> the message that owns it on the current connection (delivered, not yet acknowledged).
+        self._unacked: dict[int, Message] = {}
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()
         self.stale_acks_skipped = 0
+        self.connections = 0
+        self.buffered_max = 0  #: high-water mark of the deque
+        self.shed = 0  #: messages dropped unacknowledged while shedding (redelivered after the resync)
+        self.resyncs = 0
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -85,6 +131,7 @@ class MqttSource:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -92,12 +139,20 @@ class MqttSource:
         self._client = client
 
     # -- paho thread ---------------------------------------------------------------------------------------
+    def _new_connection(self) -> None:
+        """Forget every id of the previous connection: its messages can no longer be acknowledged."""
+        with self._lock:
+            self._generation += 1
+            self._unacked = {}
+
+    def _on_pre_connect(self, _c: mqtt.Client, _u: Any) -> None:
+        self._new_connection()
+
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
         if reason.is_failure:
             log.error("broker refused connection: %s", reason)
             return
-        with self._lock:
-            self._generation += 1
+        self.connections += 1
         log.info(
             "connected to %s:%s (session present: %s); subscribing %s",
             self.config.host,
@@ -133,6 +188,7 @@ class MqttSource:
             self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self._new_connection()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.clear)
             self._loop.call_soon_threadsafe(self.subscribed.clear)
@@ -140,8 +196,33 @@ class MqttSource:
             log.warning("disconnected from broker: %s (paho reconnects)", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
         with self._lock:
-            self._inbox.append(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
+            # Backpressure: when the deque is full, paho's thread stops reading the socket until the pipeline
+            # takes messages; if that takes too long, shed.
+            if (
+                len(self._inbox) >= self._buffer_max
+                and not self._shedding
+                and not self._stopping
+                and not self._space.wait_for(
+                    lambda: len(self._inbox) < self._buffer_max or self._stopping, self.config.stall_timeout_s
+                )
+            ):
+                self._shedding = True
+                log.warning(
+                    "pipeline stalled for %.0f s with %d messages buffered: shedding until it catches up",
+                    self.config.stall_timeout_s,
+                    len(self._inbox),
+                )
+            if self._shedding or self._stopping:
+                self.shed += 1  # not acknowledged: the broker redelivers it after the resync
+                return
+            message = Message(msg.topic, payload, msg.mid, msg.qos, self._generation, time.monotonic())
+            if msg.qos:
+                self._unacked[msg.mid] = message
+            self._inbox.append(message)
+            if len(self._inbox) > self.buffered_max:
+                self.buffered_max = len(self._inbox)
             if self._wakeup_pending:
                 return
             self._wakeup_pending = True
@@ -151,6 +232,8 @@ class MqttSource:
     # -- event loop ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._stopping = False
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
@@ -160,33 +243,66 @@ class MqttSource:
         self._client.loop_start()
 
     async def receive(self) -> list[Message]:
-        """Wait for messages and return all that have arrived (at most Receive Maximum)."""
+        """Wait for messages and return all that have arrived (at most `max_buffered_messages`)."""
         while True:
-            await self._ready.wait()
             with self._lock:
-                self._ready.clear()
-                self._wakeup_pending = False
                 if self._inbox:
                     batch = list(self._inbox)
                     self._inbox.clear()
+                    self._ready.clear()
+                    self._wakeup_pending = False
+                    self._space.notify_all()
                     return batch
+                resync = self._shedding
+                if not resync:
+                    self._ready.clear()
+                    self._wakeup_pending = False
+            if resync:  # the pipeline has room again and everything buffered is taken: fetch the rest
+                await self._resync()
+                continue
+            await self._ready.wait()
+
+    async def _resync(self) -> None:
+        """Reconnect after shedding: the broker redelivers every unacknowledged message on the new connection."""
+        log.warning("resynchronising with the broker after shedding %d messages", self.shed)
+        self.resyncs += 1
+        await self.stop()
+        with self._lock:
+            self._shedding = False
+        await self.start()
 
     def ack(self, messages: Sequence[Message]) -> int:
-        """Acknowledge messages delivered on the current connection; returns how many were acknowledged."""
-        with self._lock:
-            generation = self._generation
+        """Acknowledge messages still owned on the current connection; returns how many were acknowledged.
+
+        The check and the queueing of the PUBACK happen under the lock that a connection switch takes, so
+        a PUBACK never leaves on a connection other than the one that delivered its message."""
         sent = 0
-        for msg in messages:
-            if msg.qos == 0:
-                continue
-            if msg.generation != generation:
-                self.stale_acks_skipped += 1  # the broker redelivers it on this connection
-                continue
-            self._client.ack(msg.mid, msg.qos)
-            sent += 1
+        with self._lock:
+            unacked = self._unacked
+            for msg in messages:
+                if msg.qos == 0:
+                    continue
+                if unacked.get(msg.mid) is not msg:
+                    self.stale_acks_skipped += 1  # delivered on an earlier connection: redelivered on this one
+                    continue
+                del unacked[msg.mid]
+                self._client.ack(msg.mid, msg.qos)
+                sent += 1
         return sent
+
+    @property
+    def unacked(self) -> int:
+        """Messages delivered on the current connection and not acknowledged yet."""
+        with self._lock:
+            return len(self._unacked)
 
     async def stop(self) -> None:
         """Disconnect; unacknowledged messages stay in the broker's session for the next start."""
+        with self._lock:
+            self._stopping = True
+            self._space.notify_all()
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
+        # loop_start() makes a new wake-up socket pair without closing the old one (paho 2.2): close it here,
+        # as paho's own loop() does, so a resync (stop, then start) leaks no sockets.
+        self._client._reset_sockets(sockpair_only=True)

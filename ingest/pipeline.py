@@ -7,31 +7,42 @@
                   ▲                                                      │
                   └────────────────────── ack after the write ───────────┘
 
-A message is acknowledged only when every reading in it is in InfluxDB or in quarantine. The number of
-unacknowledged messages is bounded by the MQTT Receive Maximum, so memory stays bounded when InfluxDB is
-down: the backlog waits in the broker. Shutdown is ordered: stop taking input, flush the partial batch,
-let the writers drain, then disconnect.
+A message is acknowledged only when every reading in it is in InfluxDB or in quarantine.
+
+Memory is bounded twice. The MQTT Receive Maximum bounds the messages the broker hands us before we
+acknowledge them, and `max_inflight_readings` bounds the validated readings held between validation and
+acknowledgement (`IngestStats.inflight_readings`, with its high-water mark): when the cap is reached the
+receive loop stops taking messages, the unacknowledged window fills, and the broker keeps the backlog. So
+while InfluxDB is down the consumer holds at most the cap (plus the one message being admitted and at most
+Receive Maximum raw payloads), however long the outage.
+
+Shutdown is ordered: stop taking input, flush the partial batch, let the writers drain, then disconnect. The
+drain has a deadline (`drain_timeout_s`): if InfluxDB is down at shutdown the writers are cancelled when it
+passes, and whatever was not stored stays unacknowledged in the broker's session for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devices import Reason, Registry, Rejection, validate_message
+from devices import Registry, Rejection, validate_message
 from ingest.errors import SinkRejected, SinkUnavailable
-from ingest.influx import InfluxConfig, InfluxV1
+from ingest.fastpath import FastPath
+from ingest.influx import InfluxConfig, InfluxV1, Writer
 from ingest.lineprotocol import encode_readings, series_key
-from ingest.mqtt import Message, MqttConfig, MqttSource
+from ingest.mqtt import Message, MqttConfig, MqttSource, Source
 from ingest.quarantine import Quarantine, QuarantineEntry, now_ms
+from ingest.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+#: Quarantine reason of a reading that passed validation but that InfluxDB refused (e.g. field type conflict).
 WRITE_REJECTED = "write_rejected"
 
 
@@ -46,38 +57,80 @@ class IngestSettings:
     writers: int = 2
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
+    #: Validated readings held until acknowledged, at most (see the module docstring).
+    max_inflight_readings: int = 50_000
+    #: After SIGTERM, how long the writers may keep retrying before the rest is left to the broker.
+    drain_timeout_s: float = 10.0
+    quarantine_max_rows: int = 1_000_000
 
 
 @dataclass(slots=True)
 class IngestStats:
+    """Counters of one pipeline (the Prometheus collector reads them; tests assert on them)."""
+
     messages: int = 0
     readings_received: int = 0
+    readings_valid: int = 0
     readings_stored: int = 0
     readings_quarantined: Counter[str] = field(default_factory=Counter)
     batches_written: int = 0
+    write_requests: int = 0
     write_retries: int = 0
     messages_acked: int = 0
+    inflight_readings: int = 0
+    inflight_readings_max: int = 0
+    abandoned_readings: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
             "messages": self.messages,
             "readings_received": self.readings_received,
+            "readings_valid": self.readings_valid,
             "readings_stored": self.readings_stored,
             "readings_quarantined": sum(self.readings_quarantined.values()),
             "quarantined_by_reason": dict(self.readings_quarantined),
             "batches_written": self.batches_written,
+            "write_requests": self.write_requests,
             "write_retries": self.write_retries,
             "messages_acked": self.messages_acked,
+            "inflight_readings": self.inflight_readings,
+            "inflight_readings_max": self.inflight_readings_max,
+            "abandoned_readings": self.abandoned_readings,
         }
 
 
-@dataclass(slots=True)
+class Observer:
+    """Hooks for what counters cannot express (histograms); the default does nothing. See ingest.metrics."""
+
+    def batch_written(self, readings: int, seconds: float) -> None:
+        """A write request succeeded: its size in readings and how long it took."""
+
+    def acked(self, oldest_received: float, now: float) -> None:
+        """A batch was acknowledged; `oldest_received` is the monotonic receive time of its oldest message."""
+
+
+_NO_REJECTIONS: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True, eq=False)
 class _Part:
     """One message's good readings as line protocol, travelling together to the writer."""
 
     message: Message
+    device: str
     lines: list[str]
-    topic: str
+    #: indexes (in the payload) of the readings validation rejected; the lines are the others, in order
+    rejected: frozenset[int]
+
+    def reading_index(self, line: int) -> int:
+        """The payload index of the reading that line `line` encodes."""
+        if not self.rejected:
+            return line
+        kept = (i for i in range(len(self.lines) + len(self.rejected)) if i not in self.rejected)
+        for n, index in enumerate(kept):
+            if n == line:
+                return index
+        raise IndexError(line)
 
 
 @dataclass(slots=True)
@@ -87,22 +140,59 @@ class _Batch:
 
 
 class Pipeline:
-    def __init__(self, settings: IngestSettings, registry: Registry, *, stats: IngestStats | None = None) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        registry: Registry,
+        *,
+        stats: IngestStats | None = None,
+        writer: Writer | None = None,
+        observer: Observer | None = None,
+        source: Source | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.stats = stats if stats is not None else IngestStats()
-        self.source = MqttSource(settings.mqtt)
-        self.quarantine = Quarantine(settings.quarantine)
-        self.influx = InfluxV1(settings.influx)
+        self.observer = observer if observer is not None else Observer()
+        self.source: Source = source if source is not None else MqttSource(settings.mqtt)
+        self.quarantine = Quarantine(settings.quarantine, max_rows=settings.quarantine_max_rows)
+        self.writer: Writer = writer if writer is not None else InfluxV1(settings.influx)
+        self.backoff = Backoff(base_s=settings.retry_base_s, max_s=settings.retry_max_s)
+        #: how the writers wait between retries (a test records the delays instead of waiting)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=max(2, settings.writers * 2))
         self._keys = {device.id: series_key(device) for device in registry}
+        self._fast = FastPath(registry)
+        self._room = asyncio.Event()
+        self._batch = _Batch()
+        self._deadline = 0.0
 
     # -- receive side -----------------------------------------------------------------------------------
-    def _quarantine(self, msg: Message, device: str | None, rejections: list[Rejection]) -> None:
-        received = now_ms()
-        self.quarantine.add(QuarantineEntry(msg.topic, device, r, msg.payload, received) for r in rejections)
-        for r in rejections:
-            self.stats.readings_quarantined[r.reason.value] += r.readings
+    def _validate(self, msg: Message, now: int, rejected: list[QuarantineEntry]) -> _Part | None:
+        """Validate one message; collect its rejections in `rejected`; return its good readings, if any."""
+        stats = self.stats
+        fast = self._fast.lines(msg.topic, msg.payload, now)
+        if fast is not None:  # the common case: every reading valid (see ingest.fastpath)
+            stats.messages += 1
+            stats.readings_received += len(fast[1])
+            stats.readings_valid += len(fast[1])
+            return _Part(msg, fast[0].id, fast[1], _NO_REJECTIONS)
+        result = validate_message(msg.topic, msg.payload, self.registry, now_ms=now)
+        stats.messages += 1
+        good = len(result.good)
+        stats.readings_received += good + (result.rejected_readings if result.rejected else 0)
+        stats.readings_valid += good
+        device = result.device.id if result.device is not None else None
+        if result.rejected:
+            rejected.extend(QuarantineEntry.of(msg.topic, device, r, msg.payload, now) for r in result.rejected)
+            self._log_rejections(msg, result.rejected)
+        if good and device is not None:
+            lines = encode_readings(self._keys[device], result.good, result.seqs)
+            skipped = frozenset(r.index for r in result.rejected if r.index is not None)
+            return _Part(msg, device, lines, skipped)
+        return None
+
+    def _log_rejections(self, msg: Message, rejections: list[Rejection]) -> None:
         first = rejections[0]
         log.warning(
             "quarantined",
@@ -117,103 +207,226 @@ class Pipeline:
             },
         )
 
-    def _take(self, msg: Message, batch: _Batch) -> None:
-        """Validate one message; quarantine its bad readings now, queue its good ones in `batch`."""
-        result = validate_message(msg.topic, msg.payload, self.registry, now_ms=now_ms())
-        self.stats.messages += 1
-        self.stats.readings_received += len(result.good) + result.rejected_readings
-        device = result.device.id if result.device is not None else None
-        if result.rejected:
-            self._quarantine(msg, device, result.rejected)
-        if result.good and result.device is not None:
-            lines = encode_readings(self._keys[result.device.id], result.good, result.seqs)
-            batch.parts.append(_Part(msg, lines, msg.topic))
-            batch.readings += len(lines)
-        else:
-            self.stats.messages_acked += self.source.ack([msg])
+    def _commit_quarantine(self, entries: list[QuarantineEntry]) -> None:
+        """Durably store rejections (one transaction) before anything of their messages is acknowledged."""
+        if entries:
+            self.quarantine.add(entries)
+            for e in entries:
+                self.stats.readings_quarantined[e.reason] += e.readings
+
+    def _over_cap(self, readings: int) -> bool:
+        """Would `readings` more exceed the in-flight cap? (A message larger than the cap goes in alone.)"""
+        inflight = self.stats.inflight_readings
+        return inflight > 0 and inflight + readings > self.settings.max_inflight_readings
+
+    def _admit(self, readings: int) -> None:
+        stats = self.stats
+        stats.inflight_readings += readings
+        if stats.inflight_readings > stats.inflight_readings_max:
+            stats.inflight_readings_max = stats.inflight_readings
+
+    async def _flush(self) -> None:
+        """Hand the current batch to the writers (waits while the queue is full: backpressure)."""
+        if self._batch.parts:
+            full, self._batch = self._batch, _Batch()
+            await self._queue.put(full)
+
+    async def _take(self, messages: list[Message], stop: asyncio.Event) -> bool:
+        """Validate messages one by one into the current batch, admitting each under the in-flight cap.
+
+        Rejections are committed to the quarantine in one transaction per received chunk, and the messages
+        that had nothing else are acknowledged right after; both happen before any wait for room, so a
+        message is never held longer than needed. Returns False if stopped while waiting for room."""
+        now = now_ms()
+        rejected: list[QuarantineEntry] = []
+        settled: list[Message] = []
+
+        def settle() -> None:
+            self._commit_quarantine(rejected)
+            rejected.clear()
+            if settled:
+                self.stats.messages_acked += self.source.ack(settled)
+                settled.clear()
+
+        try:
+            for msg in messages:
+                part = self._validate(msg, now, rejected)
+                if part is None:
+                    settled.append(msg)
+                    continue
+                n = len(part.lines)
+                if self._over_cap(n):
+                    settle()
+                    await self._flush()  # the partial batch must reach the writers, or no room is ever freed
+                    while self._over_cap(n):
+                        if stop.is_set():
+                            return False
+                        self._room.clear()
+                        await _wait_either(self._room, stop)
+                self._admit(n)
+                batch = self._batch
+                if not batch.parts:
+                    self._deadline = time.monotonic() + self.settings.batch_interval_s
+                batch.parts.append(part)
+                batch.readings += n
+                if batch.readings >= self.settings.batch_readings:
+                    await self._flush()
+            return True
+        finally:
+            settle()
+
+    def _release(self, readings: int) -> None:
+        self.stats.inflight_readings -= readings
+        self._room.set()
 
     async def _receive_loop(self, stop: asyncio.Event) -> None:
-        batch = _Batch()
-        deadline = time.monotonic() + self.settings.batch_interval_s
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                timeout = max(0.0, deadline - time.monotonic()) if batch.parts else None
+                timeout = max(0.0, self._deadline - time.monotonic()) if self._batch.parts else None
                 receiving = asyncio.ensure_future(self.source.receive())
                 done, _ = await asyncio.wait({receiving, stopping}, timeout=timeout, return_when="FIRST_COMPLETED")
                 if receiving in done:
-                    for msg in receiving.result():
-                        self._take(msg, batch)
-                        if batch.readings >= self.settings.batch_readings:
-                            await self._queue.put(batch)
-                            batch = _Batch()
+                    if not await self._take(receiving.result(), stop):
+                        return  # stopping: what was not taken stays unacknowledged and is redelivered
                 else:
                     receiving.cancel()
-                if batch.parts and (time.monotonic() >= deadline or stop.is_set()):
-                    await self._queue.put(batch)
-                    batch = _Batch()
-                if not batch.parts:
-                    deadline = time.monotonic() + self.settings.batch_interval_s
+                if self._batch.parts and time.monotonic() >= self._deadline:
+                    await self._flush()
         finally:
             stopping.cancel()
-            if batch.parts:
-                await self._queue.put(batch)
+            await self._flush()
             for _ in range(self.settings.writers):
                 await self._queue.put(None)
 
     # -- write side -------------------------------------------------------------------------------------
-    async def _write_with_retry(self, body: bytes) -> None:
+    async def _write_with_retry(self, body: bytes, readings: int) -> None:
+        """Write until InfluxDB accepts (SinkRejected propagates: retrying the same points cannot help)."""
         attempt = 0
         while True:
+            started = time.monotonic()
+            self.stats.write_requests += 1
             try:
-                await self.influx.write(body)
-                return
+                await self.writer.write(body)
             except SinkUnavailable as exc:
                 attempt += 1
                 self.stats.write_retries += 1
-                backoff = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** min(attempt, 16))
-                delay = max(exc.retry_after or 0.0, random.uniform(0, backoff))  # noqa: S311 - jitter, not crypto
+                delay = self.backoff.delay(attempt, retry_after=exc.retry_after)
                 log.warning("write failed (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
+                continue
+            self.observer.batch_written(readings, time.monotonic() - started)
+            return
+
+    async def _write_lines(self, lines: Sequence[tuple[_Part, int]]) -> None:
+        """Write these (part, line) pairs; on rejection, bisect down to single lines and quarantine those.
+
+        InfluxDB 1.x stores the good points of a partially refused request, so writing a half again is
+        harmless: the same points are overwritten with the same values."""
+        body = "\n".join(part.lines[k] for part, k in lines).encode()
+        try:
+            await self._write_with_retry(body, len(lines))
+            self.stats.readings_stored += len(lines)
+        except SinkRejected as exc:
+            await self._bisect(lines, exc)
+
+    async def _bisect(self, lines: Sequence[tuple[_Part, int]], exc: SinkRejected) -> None:
+        """`lines` were refused together: quarantine a single line, or write each half on its own."""
+        if len(lines) == 1:
+            part, k = lines[0]
+            self._quarantine_line(part, k, exc)
+            return
+        mid = len(lines) // 2
+        await self._write_lines(lines[:mid])
+        await self._write_lines(lines[mid:])
+
+    def _quarantine_line(self, part: _Part, line: int, exc: SinkRejected) -> None:
+        index = part.reading_index(line)
+        detail = f"{WRITE_REJECTED}: InfluxDB refused readings[{index}] ({exc.status}): {exc.body[:400]}"
+        entry = QuarantineEntry(
+            topic=part.message.topic,
+            device=part.device,
+            reason=WRITE_REJECTED,
+            detail=detail,
+            index=index,
+            readings=1,
+            errors=({"status": exc.status, "body": exc.body[:1000], "line": part.lines[line][:1000]},),
+            payload=part.message.payload,
+            received_ms=now_ms(),
+        )
+        self._commit_quarantine([entry])
+        fields = {"topic": part.message.topic[:200], "detail": detail}
+        log.warning("write refused, quarantined", extra={"fields": fields})
 
     async def _write_batch(self, batch: _Batch) -> None:
         body = "\n".join(line for part in batch.parts for line in part.lines).encode()
         try:
-            await self._write_with_retry(body)
+            await self._write_with_retry(body, batch.readings)
             self.stats.readings_stored += batch.readings
         except SinkRejected as exc:
-            if len(batch.parts) == 1:
-                part = batch.parts[0]
-                rejection = Rejection(
-                    Reason.INVALID_READING, f"{WRITE_REJECTED}: {exc.body[:500]}", None, len(part.lines)
-                )
-                self.quarantine.add([QuarantineEntry(part.topic, None, rejection, part.message.payload, now_ms())])
-                self.stats.readings_quarantined[WRITE_REJECTED] += len(part.lines)
-            else:  # isolate the offending message(s): halves until single messages
-                mid = len(batch.parts) // 2
-                for half in (batch.parts[:mid], batch.parts[mid:]):
-                    await self._write_batch(_Batch(half, sum(len(p.lines) for p in half)))
-                return
+            await self._bisect([(part, k) for part in batch.parts for k in range(len(part.lines))], exc)
         self.stats.batches_written += 1
-        self.stats.messages_acked += self.source.ack([part.message for part in batch.parts])
+        messages = [part.message for part in batch.parts]
+        self.stats.messages_acked += self.source.ack(messages)
+        self.observer.acked(min(m.received for m in messages), time.monotonic())
+        self._release(batch.readings)
 
     async def _writer(self) -> None:
         while (batch := await self._queue.get()) is not None:
             await self._write_batch(batch)
 
+    async def _drain_guard(self, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+        await stop.wait()
+        await asyncio.sleep(self.settings.drain_timeout_s)
+        self.stats.abandoned_readings = self.stats.inflight_readings
+        fields = {"drain_timeout_s": self.settings.drain_timeout_s, "readings": self.stats.abandoned_readings}
+        log.warning("drain deadline passed: unstored readings stay unacknowledged", extra={"fields": fields})
+        for task in tasks:
+            task.cancel()
+
+    async def _prepare_sink(self, stop: asyncio.Event) -> bool:
+        """Create the database, retrying while InfluxDB is unreachable; False if stopped meanwhile."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.writer.prepare()
+                return True
+            except SinkUnavailable as exc:
+                attempt += 1
+                delay = self.backoff.delay(attempt, retry_after=exc.retry_after)
+                log.warning("InfluxDB not ready (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
+                await _wait_either(asyncio.sleep(delay), stop)
+        return False
+
     async def run(self, stop: asyncio.Event) -> IngestStats:
-        await self.influx.create_database()
-        await self.source.start()
         try:
-            async with asyncio.TaskGroup() as tg:
-                for i in range(self.settings.writers):
-                    tg.create_task(self._writer(), name=f"writer-{i}")
-                tg.create_task(self._receive_loop(stop), name="receive")
+            if not await self._prepare_sink(stop):
+                return self.stats
+            await self.source.start()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    workers = [tg.create_task(self._writer(), name=f"writer-{i}") for i in range(self.settings.writers)]
+                    workers.append(tg.create_task(self._receive_loop(stop), name="receive"))
+                    guard = tg.create_task(self._drain_guard(stop, workers), name="drain-guard")
+                    await asyncio.wait(workers)
+                    guard.cancel()
+            finally:
+                await self.source.stop()
         finally:
-            await self.source.stop()
-            await self.influx.aclose()
+            await self.writer.aclose()
             self.quarantine.close()
         return self.stats
+
+
+async def _wait_either(first: asyncio.Event | Awaitable[object], stop: asyncio.Event) -> None:
+    """Wait for an event (or awaitable) or for stop, whichever comes first."""
+    a = asyncio.ensure_future(first.wait() if isinstance(first, asyncio.Event) else first)
+    b = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({a, b}, return_when="FIRST_COMPLETED")
+    finally:
+        a.cancel()
+        b.cancel()
 
 
 async def serve(settings: IngestSettings, stop: asyncio.Event, *, stats: IngestStats | None = None) -> IngestStats:

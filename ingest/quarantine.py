@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 from devices import Rejection
 
@@ -43,11 +44,40 @@ CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_ms);
 
 @dataclass(frozen=True, slots=True)
 class QuarantineEntry:
+    """One quarantined reading (index >= 0) or message (index None, `readings` of them)."""
+
     topic: str
     device: str | None
-    rejection: Rejection
+    reason: str
+    detail: str
+    index: int | None
+    readings: int
+    errors: tuple[dict[str, Any], ...]
     payload: bytes
     received_ms: int
+
+    @classmethod
+    def of(cls, topic: str, device: str | None, rejection: Rejection, payload: bytes, received_ms: int) -> Self:
+        """The entry for a validation rejection."""
+        r = rejection
+        return cls(topic, device, r.reason.value, r.detail, r.index, r.readings, r.errors, payload, received_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A stored row, as `districtpulse quarantine list` shows it and `replay` re-validates it."""
+
+    id: int
+    received_ms: int
+    topic: str
+    device: str | None
+    reason: str
+    detail: str
+    reading_index: int | None
+    readings: int
+    errors: str
+    payload: bytes
+    payload_truncated: bool
 
 
 class Quarantine:
@@ -71,11 +101,11 @@ class Quarantine:
                 e.received_ms,
                 e.topic,
                 e.device,
-                e.rejection.reason.value,
-                e.rejection.detail,
-                e.rejection.index,
-                e.rejection.readings,
-                json.dumps(list(e.rejection.errors), default=str),
+                e.reason,
+                e.detail,
+                e.index,
+                e.readings,
+                json.dumps(list(e.errors), default=str),
                 e.payload[:PAYLOAD_CAP],
                 int(len(e.payload) > PAYLOAD_CAP),
                 _fingerprint(e),
@@ -102,6 +132,31 @@ class Quarantine:
         self.evicted += max(excess, 0)
         return inserted
 
+    def rows(self, *, reason: str | None = None, limit: int | None = None) -> list[QuarantineRow]:
+        """Stored rows, oldest first, optionally of one reason."""
+        query = (
+            "SELECT id, received_ms, topic, device, reason, detail, reading_index, readings, errors, payload,"
+            " payload_truncated FROM quarantine WHERE (? IS NULL OR reason = ?) ORDER BY id LIMIT ?"
+        )
+        cursor = self._db.execute(query, (reason, reason, -1 if limit is None else limit))
+        return [
+            QuarantineRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bytes(r[9]), bool(r[10]))
+            for r in cursor
+        ]
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Remove rows (after a successful replay); returns how many were removed."""
+        id_list = [(i,) for i in ids]
+        if not id_list:
+            return 0
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM quarantine WHERE id = ?", id_list)
+            removed = self._db.total_changes - before
+        self._rows -= removed
+        return removed
+
     def count_readings(self, *, since_ms: int = 0, topic_prefix: str = "") -> dict[str, int]:
         """Quarantined readings per reason code, received at or after `since_ms`, on topics under a prefix."""
         cursor = self._db.execute(
@@ -118,7 +173,7 @@ class Quarantine:
 def _fingerprint(entry: QuarantineEntry) -> str:
     digest = hashlib.sha256(entry.topic.encode())
     digest.update(b"\0" + entry.payload + b"\0")
-    digest.update(f"{entry.rejection.index}:{entry.rejection.reason.value}".encode())
+    digest.update(f"{entry.index}:{entry.reason}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -15,12 +15,22 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from aggregation import EnergyEvent, IntervalEnergy, _kernels, interval_energy, reference
+import aggregation
+from aggregation import (
+    EnergyEvent,
+    IntervalEnergy,
+    _kernels,
+    interval_energy,
+    interval_energy_grouped,
+    interval_starts,
+    offsets_from_labels,
+    reference,
+)
 
 NAN = np.nan
 INF = np.inf
 H = 3_600_000  # one hour in ms
-N, M, R, W, J = (int(e) for e in EnergyEvent)  # NONE, MISSING, RESET, ROLLOVER (wrap), JUMP
+N, M, R, W, J, G = (int(e) for e in EnergyEvent)  # NONE, MISSING, RESET, ROLLOVER (wrap), JUMP, GLITCH
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -109,14 +119,97 @@ HAND_WRITTEN: dict[str, tuple[list[int], list[float], dict[str, float], list[flo
         [NAN, 0.5, NAN, 5.5],
         [N, N, J, N],
     ),
-    # Spec'd behaviour worth knowing: a dip is a RESET and re-bases, so the way back up is a JUMP until the
-    # maximum power over the time since the dip covers it.
-    "dip_and_back_is_reset_then_jumps": (
+    # A momentary 0 is a GLITCH: ignored, and the meter goes on from its last good reading. (Before the
+    # look-ahead this was a RESET to 0 followed by JUMPs until time caught up with the old register: the flaw,
+    # kept below as "lookahead_off".)
+    "dip_and_back_is_a_glitch": (
         [0, H, 2 * H, 3 * H, 200 * H],
         [100.0, 100.5, 0.0, 101.0, 150.0],
         {"max_power_w": 1000.0},
+        [NAN, 0.5, NAN, 0.5, 49.0],
+        [N, N, G, N, N],
+    ),
+    "dip_and_back_without_max_power": (
+        [0, H, 2 * H, 3 * H, 200 * H],
+        [100.0, 100.5, 0.0, 101.0, 150.0],
+        {},
+        [NAN, 0.5, NAN, 0.5, 49.0],
+        [N, N, G, N, N],
+    ),
+    "lookahead_off": (
+        [0, H, 2 * H, 3 * H, 200 * H],
+        [100.0, 100.5, 0.0, 101.0, 150.0],
+        {"max_power_w": 1000.0, "lookahead": 0},
         [NAN, 0.5, 0.0, NAN, 150.0],
         [N, N, R, J, N],
+    ),
+    "dip_two_readings": (
+        [0, H, 2 * H, 3 * H, 4 * H],
+        [100.0, 0.0, 0.0, 100.5, 101.0],
+        {"max_power_w": 1000.0},
+        [NAN, NAN, NAN, 0.5, 0.5],
+        [N, G, G, N, N],
+    ),
+    # Four readings at 0 exceed the default look-ahead of 3: a real reset, then a JUMP at the end (nothing
+    # after it to show whether the meter stays up there)...
+    "dip_longer_than_lookahead_is_reset": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H],
+        [100.0, 0.0, 0.0, 0.0, 0.0, 100.5],
+        {"max_power_w": 1000.0},
+        [NAN, 0.0, 0.0, 0.0, 0.0, NAN],
+        [N, R, N, N, N, J],
+    ),
+    # ... and a glitch with a longer look-ahead.
+    "dip_within_longer_lookahead": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H],
+        [100.0, 0.0, 0.0, 0.0, 0.0, 100.5],
+        {"max_power_w": 1000.0, "lookahead": 4},
+        [NAN, NAN, NAN, NAN, NAN, 0.5],
+        [N, G, G, G, G, N],
+    ),
+    "glitch_with_nan_inside": (
+        [0, H, 2 * H, 3 * H],
+        [100.0, 0.0, NAN, 100.5],
+        {"max_power_w": 1000.0},
+        [NAN, NAN, NAN, 0.5],
+        [N, G, M, N],
+    ),
+    "spike_two_readings": (
+        [0, H, 2 * H, 3 * H],
+        [100.0, 5000.0, 5000.0, 100.5],
+        {"max_power_w": 1000.0},
+        [NAN, NAN, NAN, 0.5],
+        [N, J, J, N],
+    ),
+    "dip_spike_mix": (
+        [0, H, 2 * H, 3 * H],
+        [100.0, 0.0, 5000.0, 101.0],
+        {"max_power_w": 1000.0},
+        [NAN, NAN, NAN, 1.0],
+        [N, G, J, N],
+    ),
+    # A rise that stays up (meter replaced by one with a higher register): re-based, energy unknown.
+    "step_up_is_reset": (
+        [0, H, 2 * H, 3 * H, 4 * H],
+        [100.0, 100.5, 5000.0, 5000.5, 5001.0],
+        {"max_power_w": 1000.0},
+        [NAN, 0.5, NAN, 0.5, 0.5],
+        [N, N, R, N, N],
+    ),
+    "step_up_lookahead_off": (
+        [0, H, 2 * H, 3 * H],
+        [100.0, 100.5, 5000.0, 5000.5],
+        {"max_power_w": 1000.0, "lookahead": 0},
+        [NAN, 0.5, NAN, NAN],
+        [N, N, J, J],
+    ),
+    "spike_at_end": ([0, H, 2 * H], [100.0, 100.5, 5000.0], {"max_power_w": 1000.0}, [NAN, 0.5, NAN], [N, N, J]),
+    "rollover_is_no_glitch": (
+        [0, H, 2 * H],
+        [99999.5, 0.5, 1.0],
+        {"rollover": 100000.0, "max_power_w": 2000.0},
+        [NAN, 1.0, 0.5],
+        [N, W, N],
     ),
     "limit_is_inclusive": ([0, H], [0.0, 1.0], {"max_power_w": 1000.0}, [NAN, 1.0], [N, N]),
     "nan_gap_widens_limit": (
@@ -155,7 +248,7 @@ def test_kernel_switches_off_for_non_positive_or_non_finite_parameters() -> None
         out = np.empty(3)
         events = np.empty(3, dtype=np.int8)
         # off as max power: the +10 kWh in one hour is no JUMP; off as width: the drop is a RESET.
-        _kernels.interval_energy_1d(ts, register, off, off, out, events)
+        _kernels.interval_energy_1d(ts, register, off, off, 3, out, events)
         assert_array_equal(out, [NAN, 10.0, 5.0])
         assert_array_equal(events, [N, N, R])
 
@@ -179,10 +272,11 @@ def random_meter(
     register = cumulative - np.where(base_index > 0, cumulative[base_index] - restart[base_index], 0.0)
     if rollover is not None:
         register %= rollover
-    # Single-reading glitches up. (A glitch *down* is a RESET that re-bases the register; with max_power_w the
-    # following readings are JUMPs until time catches up: test_hand_written[dip_and_back_is_reset_then_jumps].)
+    # Glitches: single readings up (spikes) and down (momentary 0 or a value below the last good one).
     spikes = rng.random(n) < 0.01
     register[spikes] += rng.uniform(5.0, 1e4, size=spikes.sum())
+    dips = rng.random(n) < 0.01
+    register[dips] *= np.where(rng.random(dips.sum()) < 0.5, 0.0, rng.uniform(0.0, 0.9, size=dips.sum()))
     register[rng.random(n) < 0.05] = np.nan
     if n > 10:  # a run of missing readings
         start = int(rng.integers(0, n - 10))
@@ -219,6 +313,7 @@ def test_kernel_matches_reference(rng: np.random.Generator, size: int, config: s
         assert (counts[EnergyEvent.JUMP] > 0) == (kwargs["max_power_w"] is not None)
         assert (counts[EnergyEvent.ROLLOVER] > 0) == (kwargs["rollover"] is not None)
         assert counts[EnergyEvent.RESET] > 0 or kwargs == CONFIGS["rollover"]
+        assert counts[EnergyEvent.GLITCH] > 0
 
 
 # ---------------------------------------------------------------------------------------------- properties
@@ -267,7 +362,7 @@ def monotone_meters(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _kernel(
-    ts: np.ndarray, register: np.ndarray, rollover: float | None, max_power_w: float | None
+    ts: np.ndarray, register: np.ndarray, rollover: float | None, max_power_w: float | None, lookahead: int
 ) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(register.shape[0])
     events = np.empty(register.shape[0], dtype=np.int8)
@@ -276,6 +371,7 @@ def _kernel(
         register,
         NAN if rollover is None else rollover,
         NAN if max_power_w is None else max_power_w,
+        lookahead,
         out,
         events,
     )
@@ -290,11 +386,15 @@ def _telescopes(register: np.ndarray, energy: np.ndarray) -> None:
 
 
 @PROPERTY_SETTINGS
-@given(meter=raw_meters())
-def test_property_kernel_matches_reference(meter: tuple[np.ndarray, np.ndarray, float | None, float | None]) -> None:
+@given(meter=raw_meters(), lookahead=st.integers(0, 5))
+def test_property_kernel_matches_reference(
+    meter: tuple[np.ndarray, np.ndarray, float | None, float | None], lookahead: int
+) -> None:
     ts, register, rollover, max_power_w = meter
-    energy, events = _kernel(ts, register, rollover, max_power_w)
-    ref_energy, ref_events = reference.interval_energy(ts, register, rollover=rollover, max_power_w=max_power_w)
+    energy, events = _kernel(ts, register, rollover, max_power_w, lookahead)
+    ref_energy, ref_events = reference.interval_energy(
+        ts, register, rollover=rollover, max_power_w=max_power_w, lookahead=lookahead
+    )
     assert_allclose(energy, ref_energy, rtol=1e-12, equal_nan=True)
     assert_array_equal(events, ref_events, strict=True)
     assert not (energy < 0).any()
@@ -304,6 +404,8 @@ def test_property_kernel_matches_reference(meter: tuple[np.ndarray, np.ndarray, 
         event(f"saw {EnergyEvent(code).name}")
     if set(events.tolist()) <= {N, M}:  # no reset, rollover or glitch: the intervals add up
         _telescopes(register, energy)
+    if not {R, W} & set(events.tolist()):  # glitches and jumps ignored: last accepted - first accepted
+        _telescopes(np.where((events == N) & np.isfinite(register), register, NAN), energy)
 
 
 @PROPERTY_SETTINGS
@@ -334,13 +436,21 @@ def test_result_helpers() -> None:
         EnergyEvent.RESET: 1,
         EnergyEvent.ROLLOVER: 0,
         EnergyEvent.JUMP: 0,
+        EnergyEvent.GLITCH: 0,
     }
     assert interval_energy([], []).total() == 0.0
     assert interval_energy([], []).event_counts() == dict.fromkeys(EnergyEvent, 0)
 
 
 def test_event_codes() -> None:
-    assert {e.name: int(e) for e in EnergyEvent} == {"NONE": 0, "MISSING": 1, "RESET": 2, "ROLLOVER": 3, "JUMP": 4}
+    assert {e.name: int(e) for e in EnergyEvent} == {
+        "NONE": 0,
+        "MISSING": 1,
+        "RESET": 2,
+        "ROLLOVER": 3,
+        "JUMP": 4,
+        "GLITCH": 5,
+    }
 
 
 def test_empty_input_returns_empty_arrays() -> None:
@@ -410,10 +520,134 @@ def test_wrapper_validation(
 
 def test_import_compiles_nothing() -> None:
     code = (
-        "import aggregation, aggregation._kernels as k; "
-        "assert k.interval_energy_1d.signatures == [], k.interval_energy_1d.signatures; "
+        "import aggregation, aggregation._kernels as k, aggregation._bucket_kernels as b; "
+        "compiled = [f'{m.__name__}.{n}' for m in (k, b) for n, f in vars(m).items() "
+        "if hasattr(f, 'signatures') and f.signatures]; "
+        "assert compiled == [], compiled; "
         "print(sorted(aggregation.__all__))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['EnergyEvent', 'IntervalEnergy', 'interval_energy']"
+    assert done.stdout.strip() == str(sorted(aggregation.__all__))
+
+
+# ---------------------------------------------------------------------------------------------- many devices
+
+
+def random_fleet(
+    rng: np.random.Generator, n_devices: int, mean_readings: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Devices with 0, 1 or many readings each (sorted by device then time), per-device width and power
+    (NaN = off for that device), and some labels never used."""
+    labels_, ts_, reg_ = [], [], []
+    widths = np.where(rng.random(n_devices) < 0.5, 50.0, NAN)
+    powers = np.where(rng.random(n_devices) < 0.7, 7_000.0, NAN)
+    for d in range(n_devices):
+        size = int(rng.choice([0, 1, 2, int(rng.integers(3, 2 * mean_readings + 4))]))
+        width = None if np.isnan(widths[d]) else float(widths[d])
+        power = None if np.isnan(powers[d]) else float(powers[d])
+        ts, register = random_meter(rng, size, rollover=width, max_power_w=power)
+        labels_.append(np.full(size, d))
+        ts_.append(ts - int(rng.integers(0, 10**9)))  # devices overlap in time; ts restarts per device
+        reg_.append(register)
+    return np.concatenate(labels_), np.concatenate(ts_), np.concatenate(reg_), widths, powers
+
+
+@pytest.mark.parametrize(("seed", "n_devices", "mean_readings"), [(0, 1, 50), (1, 40, 50), (2, 300, 3), (3, 50, 4000)])
+@pytest.mark.parametrize("lookahead", [0, 1, 3])
+def test_grouped_matches_one_device_at_a_time(
+    rng: np.random.Generator, n_devices: int, mean_readings: int, lookahead: int
+) -> None:
+    labels, ts, register, widths, powers = random_fleet(rng, n_devices, mean_readings)
+    got = interval_energy_grouped(labels, ts, register, rollover=widths, max_power_w=powers, lookahead=lookahead)
+    expected_energy, expected_events = [], []
+    for d in range(n_devices):
+        mine = labels == d
+        width = None if np.isnan(widths[d]) else float(widths[d])
+        power = None if np.isnan(powers[d]) else float(powers[d])
+        energy, events = reference.interval_energy(
+            ts[mine], register[mine], rollover=width, max_power_w=power, lookahead=lookahead
+        )
+        expected_energy.append(energy)
+        expected_events.append(events)
+    assert_allclose(got.energy_kwh, np.concatenate(expected_energy), rtol=1e-12, equal_nan=True)
+    assert_array_equal(got.events, np.concatenate(expected_events).astype(np.int8), strict=True)
+    assert not (got.energy_kwh < 0).any()
+
+
+def test_grouped_lookahead_stops_at_the_device_boundary() -> None:
+    # Device 0 ends with a dip; device 1 starts high: that must not count as device 0's register coming back.
+    labels = [0, 0, 0, 1, 1]
+    ts = [0, H, 2 * H, 0, H]
+    register = [100.0, 100.5, 0.0, 100.5, 101.0]
+    got = interval_energy_grouped(labels, ts, register, max_power_w=1000.0)
+    assert_array_equal(got.energy_kwh, [NAN, 0.5, 0.0, NAN, 0.5])
+    assert_array_equal(got.events, [N, N, R, N, N])
+
+
+def test_grouped_scalar_parameters_and_empty() -> None:
+    got = interval_energy_grouped([0, 0, 2, 2], [0, H, 0, H], [99999.5, 0.5, 10.0, 11.0], rollover=1e5)
+    assert_array_equal(got.energy_kwh, [NAN, 1.0, NAN, 1.0])
+    assert_array_equal(got.events, [N, W, N, N])
+    empty = interval_energy_grouped([], [], [])
+    assert empty.energy_kwh.shape == empty.events.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("labels", "ts", "kwargs", "message"),
+    [
+        ([1, 0], [0, 1], {}, r"labels must be sorted \(non-decreasing\): labels\[1\] = 0 < labels\[0\]"),
+        ([-1, 0], [0, 1], {}, r"labels must be non-negative"),
+        ([0, 0], [5, 5], {}, r"strictly increasing within each device: ts_ms\[1\] = 5 <= ts_ms\[0\] = 5"),
+        (
+            [0, 1],
+            [0, 1],
+            {"max_power_w": [1.0]},
+            r"max_power_w must .* one entry per device label \(at least 2\)",
+        ),
+        ([0, 1], [0, 1], {"rollover": [1.0, -2.0]}, r"rollover\[1\] must be positive and finite, or NaN"),
+        ([0, 1], [0, 1], {"rollover": 0.0}, r"rollover must be a positive finite number"),
+        ([0, 1], [0, 1], {"lookahead": -1}, r"lookahead must be a non-negative integer"),
+        ([0, 1], [0, 1], {"lookahead": 1.5}, r"lookahead must be a non-negative integer"),
+        ([0, 1, 1], [0, 1], {}, r"same length, got 3, 2 and 2"),
+    ],
+    ids=[
+        "unsorted",
+        "negative",
+        "duplicate_ts",
+        "param_shape",
+        "param_value",
+        "scalar_zero",
+        "lookahead",
+        "float",
+        "len",
+    ],
+)
+def test_grouped_validation(labels: Any, ts: Any, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        interval_energy_grouped(labels, ts, np.ones(len(ts)), **kwargs)
+
+
+def test_ts_may_go_back_between_devices() -> None:
+    got = interval_energy_grouped([0, 0, 1, 1], [10, 20, 0, 5], [1.0, 2.0, 3.0, 4.0])
+    assert_array_equal(got.energy_kwh, [NAN, 1.0, NAN, 1.0])
+
+
+def test_offsets_from_labels() -> None:
+    offsets, n = offsets_from_labels([0, 0, 2, 2, 2, 5])
+    assert n == 6
+    assert_array_equal(offsets, [0, 2, 2, 5, 5, 5, 6], strict=False)
+    assert offsets.dtype == np.int64
+    offsets, n = offsets_from_labels([])
+    assert n == 0
+    assert_array_equal(offsets, [0])
+
+
+def test_interval_starts() -> None:
+    # first, normal, missing, jump (ignored), normal, glitch, reset, normal
+    ts = [0, 10, 20, 30, 40, 50, 60, 70]
+    events = [N, N, M, J, N, G, R, N]
+    assert_array_equal(interval_starts(ts, events), [-1, 0, 10, 10, 10, 40, 40, 60], strict=False)
+    assert interval_starts([], []).shape == (0,)
+    with pytest.raises(ValueError, match="same shape"):
+        interval_starts([0, 1], [N])

@@ -77,13 +77,15 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    endpoints: Endpoints, tmp_path: Path, make_registry: Callable[[str], Registry], unique_district: str
+    endpoints: Endpoints,
+    tmp_path: Path,
+    make_registry: Callable[[str], Registry],
+    registry_text: Callable[[str], str],
+    unique_district: str,
 ) -> AsyncIterator[Harness]:
     registry = make_registry(unique_district)
     registry_path = tmp_path / "registry.toml"
-    from tests.conftest import small_registry_toml
-
-    registry_path.write_text(small_registry_toml(unique_district))
+    registry_path.write_text(registry_text(unique_district))
     database = f"test_{unique_district}"
     client_id = f"ingest-{unique_district}"
     settings = IngestSettings(

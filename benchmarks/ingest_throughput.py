@@ -1,0 +1,403 @@
+"""Ingest throughput against its two limits, measured in the same run on a private Mosquitto + InfluxDB.
+
+    python benchmarks/ingest_throughput.py [--readings N] [--devices D] [--publishers P] [--per-message 100]
+
+Modes (each stores the same N points into a fresh database):
+- raw InfluxDB: the N points as line protocol, 5,000 lines a request, posted by 2 concurrent writers: the
+  database's own limit, which no consumer can beat.
+- batched: N readings in messages of `--per-message` readings through Mosquitto -> `python -m ingest` ->
+  InfluxDB. Target: ratio_batched_to_raw >= 0.8.
+- bare subscriber: a paho client that only acknowledges the same stream of N single-reading QoS 1 messages:
+  the broker + paho limit, which no Python consumer can beat.
+- single: N single-reading QoS 1 messages through ingest. Target: ratio_single_to_bare >= 0.5.
+
+So that the publishers are never the bottleneck (a Python QoS 1 publisher manages ~8k messages/s per
+connection, and this machine has 2 cores), every stream is published first, by `--publishers` processes
+with a connection each, into the consumer's persistent session while the consumer is away; the clock
+runs from the moment the consumer is subscribed until the last message is acknowledged (ingest's
+`dp_ingest_messages_acked_total` on its /metrics, polled every 0.2 s). The broker of this private instance
+queues without a message limit (`max_queued_messages 0`; the byte limit stays) so that it holds a whole
+stream of N single-reading messages; the project's template keeps its 200,000.
+
+The last line is one JSON object: batched_readings_per_s, raw_influx_points_per_s, ratio_batched_to_raw,
+single_readings_per_s, bare_subscriber_msgs_per_s, ratio_single_to_bare (plus the details).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from devices import encode_batch, readings_topic, units_for  # noqa: E402
+from districtpulse import services  # noqa: E402
+from districtpulse.config import Endpoints  # noqa: E402
+
+T0 = 1_788_000_000_000  # 2026-08-29: in the past, after commissioning
+STEP_MS = 60_000
+DISTRICT = "bench"
+UNITS = units_for("electricity_meter")
+
+
+# --- the data set -------------------------------------------------------------------------------------------
+
+
+def registry_toml(devices: int, gateways: int) -> str:
+    lines = [f'[[district]]\nid = "{DISTRICT}"\n  [[district.building]]\n  id = "b1"\n  floor_area_m2 = 1000']
+    for g in range(gateways):
+        lines.append(f'    [[district.building.gateway]]\n    id = "gw{g}"')
+        for d in range(g, devices, gateways):
+            lines.append(
+                f'      [[district.building.gateway.device]]\n      id = "em{d}"\n      kind = "electricity_meter"\n'
+                "      commissioned = 2024-01-01T00:00:00Z"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def values(device: int, k: int) -> dict[str, float | str]:
+    return {"energy_import": 1000.0 + k * 0.25, "power": 500.0 + (k + device) % 1000, "voltage": 230.0}
+
+
+def messages(
+    devices: int, gateways: int, per_device: int, per_message: int, part: int = 0, parts: int = 1
+) -> Iterator[tuple[str, bytes]]:
+    """The stream (or every `parts`-th device of it, for one publisher): device by device, in time order."""
+    for d in range(part, devices, parts):
+        topic = readings_topic(DISTRICT, f"gw{d % gateways}", f"em{d}", "electricity_meter")
+        for first in range(0, per_device, per_message):
+            n = min(per_message, per_device - first)
+            batch = [(T0 + (first + k) * STEP_MS, values(d, first + k)) for k in range(n)]
+            yield topic, encode_batch(f"em{d}", first, UNITS, batch)
+
+
+def line_protocol(devices: int, per_device: int, chunk: int = 5000) -> list[bytes]:
+    """The same points as ingest writes them (tags from the registry, the seq field), 5,000 lines a body."""
+    bodies, lines = [], []
+    for d in range(devices):
+        key = f"electricity,district={DISTRICT},building=b1,device=em{d}"
+        for k in range(per_device):
+            v = values(d, k)
+            lines.append(
+                f"{key} energy_import={v['energy_import']!r},power={v['power']!r},voltage={v['voltage']!r},seq={k}i "
+                f"{T0 + k * STEP_MS}"
+            )
+            if len(lines) == chunk:
+                bodies.append("\n".join(lines).encode())
+                lines = []
+    if lines:
+        bodies.append("\n".join(lines).encode())
+    return bodies
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def free_port(pair: bool = False) -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if not pair:
+            return port
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def influx(endpoints: Endpoints, q: str, db: str | None = None) -> dict[str, object]:
+    params = {"db": db} if db else {}
+    r = httpx.post(f"{endpoints.influx_url}/query", params=params, data={"q": q}, timeout=120)
+    r.raise_for_status()
+    result: dict[str, object] = r.json()["results"][0]
+    return result
+
+
+def count(endpoints: Endpoints, db: str) -> int:
+    result = influx(endpoints, 'SELECT count("seq") FROM "electricity"', db)
+    series = result.get("series")
+    return int(series[0]["values"][0][1]) if isinstance(series, list) and series else 0
+
+
+def fresh_db(endpoints: Endpoints, db: str) -> None:
+    influx(endpoints, f'DROP DATABASE "{db}"')
+    influx(endpoints, f'CREATE DATABASE "{db}"')
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_session(endpoints: Endpoints, client_id: str, topic: str) -> None:
+    """Create a persistent session subscribed to `topic`, then leave: the broker queues for it from now on."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    done = threading.Event()
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
+    c.on_subscribe = lambda *_: done.set()
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    c.connect(endpoints.mqtt_host, endpoints.mqtt_port, clean_start=True, properties=props)
+    c.loop_start()
+    if not done.wait(10):
+        raise RuntimeError("could not subscribe")
+    c.disconnect()
+    c.loop_stop()
+
+
+def _publish_part(args: tuple[str, int, int, int, int, int, int, int]) -> int:
+    host, port, devices, gateways, per_device, per_message, part, parts = args
+    from gateway import BrokerConfig, Publisher
+
+    sent = 0
+    with Publisher(BrokerConfig(host, port, client_id=f"bench-pub-{part}-{os.getpid()}"), max_inflight=2000) as pub:
+        for topic, payload in messages(devices, gateways, per_device, per_message, part, parts):
+            pub.publish(topic, payload, timeout=300)
+            sent += 1
+        if not pub.wait_acked(300):
+            raise RuntimeError("publisher: not every message acknowledged")
+    return sent
+
+
+def publish(endpoints: Endpoints, a: argparse.Namespace, per_message: int) -> tuple[int, float]:
+    """Publish the whole stream from `a.publishers` processes; returns (messages, seconds)."""
+    jobs = [
+        (endpoints.mqtt_host, endpoints.mqtt_port, a.devices, a.gateways, a.per_device, per_message, p, a.publishers)
+        for p in range(a.publishers)
+    ]
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(a.publishers) as pool:
+        sent = sum(pool.map(_publish_part, jobs))
+    return sent, time.perf_counter() - t0
+
+
+# --- the modes ----------------------------------------------------------------------------------------------
+
+
+def raw_influx(endpoints: Endpoints, a: argparse.Namespace) -> float:
+    db = "bench_raw"
+    fresh_db(endpoints, db)
+    bodies = line_protocol(a.devices, a.per_device)
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+
+    def writer() -> None:
+        with httpx.Client(base_url=endpoints.influx_url, timeout=120) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                r = http.post("/write", params={"db": db, "precision": "ms"}, content=body)
+                if r.status_code != 204:
+                    raise RuntimeError(r.text)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    stored = count(endpoints, db)
+    if stored != a.readings:
+        raise RuntimeError(f"raw: stored {stored} of {a.readings}")
+    influx(endpoints, f'DROP DATABASE "{db}"')
+    return a.readings / elapsed
+
+
+def _metric(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def run_ingest(
+    endpoints: Endpoints, a: argparse.Namespace, work: Path, per_message: int, label: str
+) -> dict[str, float]:
+    """Fill the session of a fresh ingest client, then time `python -m ingest` draining it into InfluxDB."""
+    db, client = f"bench_{label}", f"bench-ingest-{label}"
+    topic = f"dp/v1/{DISTRICT}/+/+/+"
+    fresh_db(endpoints, db)
+    make_session(endpoints, client, topic)
+    sent, pub_s = publish(endpoints, a, per_message)
+    print(f"  {label}: published {sent} messages in {pub_s:.1f} s ({sent / pub_s:,.0f} msgs/s, not timed)", flush=True)
+    ready = work / f"{label}.ready"
+    env = os.environ | {
+        "DP_MQTT_PORT": str(endpoints.mqtt_port),
+        "DP_INFLUX_PORT": str(endpoints.influx_port),
+        "DP_LOG_LEVEL": "WARNING",
+    }
+    cmd = [sys.executable, "-m", "ingest", "--registry", str(work / "registry.toml"), "--client-id", client]
+    cmd += ["--topic", topic, "--influx-db", db, "--influx-version", "1", "--quarantine", str(work / f"{label}.q")]
+    cmd += ["--metrics-port", "0", "--ready-file", str(ready), "--session-expiry", "3600"]
+    log = (work / f"{label}.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"ingest exited: {(work / f'{label}.log').read_text()[-2000:]}")
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        cpu0 = cpu_seconds(proc.pid)
+        port = int(json.loads(ready.read_text())["metrics_port"])
+        while _metric(port, "dp_ingest_messages_acked_total") < sent:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ingest exited: {(work / f'{label}.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    stored = count(endpoints, db)
+    if stored != a.readings:
+        raise RuntimeError(f"{label}: stored {stored} of {a.readings}")
+    influx(endpoints, f'DROP DATABASE "{db}"')
+    return {"per_s": a.readings / elapsed, "seconds": elapsed, "cpu_us_per_reading": cpu / a.readings * 1e6}
+
+
+def _bare_subscriber(host: str, port: int, client: str, topic: str, expected: int, out: Path) -> None:
+    """Acknowledge every message as it arrives; write the elapsed time from subscription to the last one."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    state = {"n": 0, "t0": 0.0}
+    done = threading.Event()
+
+    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        c.ack(msg.mid, msg.qos)
+        state["n"] += 1
+        if state["n"] == expected:
+            done.set()
+
+    def on_connect(c: mqtt.Client, *_: object) -> None:
+        state["t0"] = time.perf_counter()
+        c.subscribe(topic, qos=1)
+
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client, protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    c.on_message = on_message
+    c.on_connect = on_connect
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 1000
+    c.connect(host, port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(3600)
+    elapsed = time.perf_counter() - state["t0"]
+    c.disconnect()
+    c.loop_stop()
+    out.write_text(json.dumps({"n": state["n"], "seconds": elapsed}))
+
+
+def bare_subscriber(endpoints: Endpoints, a: argparse.Namespace, work: Path) -> float:
+    client, topic = "bench-bare", f"dp/v1/{DISTRICT}/+/+/+"
+    make_session(endpoints, client, topic)
+    sent, pub_s = publish(endpoints, a, 1)
+    print(f"  bare: published {sent} messages in {pub_s:.1f} s ({sent / pub_s:,.0f} msgs/s, not timed)", flush=True)
+    out = work / "bare.json"
+    proc = mp.get_context("fork").Process(
+        target=_bare_subscriber, args=(endpoints.mqtt_host, endpoints.mqtt_port, client, topic, sent, out)
+    )
+    proc.start()
+    proc.join(3600)
+    result = json.loads(out.read_text())
+    if result["n"] != sent:
+        raise RuntimeError(f"bare subscriber got {result['n']} of {sent}")
+    return float(sent / result["seconds"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--readings", type=int, default=1_000_000)
+    p.add_argument("--devices", type=int, default=1000)
+    p.add_argument("--gateways", type=int, default=10)
+    p.add_argument("--publishers", type=int, default=4)
+    p.add_argument("--per-message", type=int, default=100)
+    a = p.parse_args()
+    if a.readings % a.devices:
+        p.error("--readings must be a multiple of --devices")
+    a.per_device = a.readings // a.devices
+
+    with tempfile.TemporaryDirectory(prefix="dp-bench-") as tmp:
+        work = Path(tmp)
+        (work / "registry.toml").write_text(registry_toml(a.devices, a.gateways))
+        endpoints = Endpoints.from_env(
+            {"DP_MQTT_PORT": str(free_port()), "DP_INFLUX_PORT": str(free_port(pair=True)), "DP_STATE_DIR": tmp}
+        )
+        real_render: Callable[[Endpoints], str] = services.render_mosquitto_conf
+        services.render_mosquitto_conf = lambda ep: real_render(ep) + "\nmax_queued_messages 0\n"  # type: ignore[assignment]
+        services.up(endpoints, log=lambda _: None)
+        try:
+            print(f"ingest_throughput: {a.readings:,} readings from {a.devices} devices, {a.publishers} publishers")
+            raw = raw_influx(endpoints, a)
+            print(f"raw InfluxDB, 2 writers:        {raw:12,.0f} points/s", flush=True)
+            batched = run_ingest(endpoints, a, work, a.per_message, "batched")
+            print(
+                f"ingest, {a.per_message} readings/message:  {batched['per_s']:12,.0f} readings/s"
+                f"  ({batched['cpu_us_per_reading']:.2f} CPU-us/reading in ingest)",
+                flush=True,
+            )
+            bare = bare_subscriber(endpoints, a, work)
+            print(f"bare paho subscriber (QoS 1):   {bare:12,.0f} msgs/s", flush=True)
+            single = run_ingest(endpoints, a, work, 1, "single")
+            print(
+                f"ingest, 1 reading/message:      {single['per_s']:12,.0f} readings/s"
+                f"  ({single['cpu_us_per_reading']:.2f} CPU-us/reading in ingest)",
+                flush=True,
+            )
+        finally:
+            services.down(endpoints, log=lambda _: None)
+    result = {
+        "batched_readings_per_s": round(batched["per_s"]),
+        "raw_influx_points_per_s": round(raw),
+        "ratio_batched_to_raw": round(batched["per_s"] / raw, 3),
+        "single_readings_per_s": round(single["per_s"]),
+        "bare_subscriber_msgs_per_s": round(bare),
+        "ratio_single_to_bare": round(single["per_s"] / bare, 3),
+        "readings": a.readings,
+        "devices": a.devices,
+        "per_message": a.per_message,
+        "ingest_cpu_us_per_reading_batched": round(batched["cpu_us_per_reading"], 2),
+        "ingest_cpu_us_per_reading_single": round(single["cpu_us_per_reading"], 2),
+    }
+    print(
+        f"ratio batched/raw = {result['ratio_batched_to_raw']} (target >= 0.8), "
+        f"single/bare = {result['ratio_single_to_bare']} (target >= 0.5)"
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

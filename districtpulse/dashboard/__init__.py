@@ -1,0 +1,24 @@
+"""The operators' live view: `districtpulse dashboard`.
+
+An ASGI app (Starlette) that shows, per district, whether every device is reporting, whether the data is
+good and today's figures; drills down to buildings and devices; evaluates alert rules continuously and
+exports them on `/metrics`. Data access lives in `sources`, composition in `snapshot`, rules in `alerts`,
+HTML in `render`, login in `auth`.
+"""
+
+from districtpulse.dashboard.alerts import Alert, AlertBook, Finding, evaluate
+from districtpulse.dashboard.app import create_app
+from districtpulse.dashboard.config import ConfigError, DashboardConfig
+from districtpulse.dashboard.snapshot import Collector, Snapshot
+
+__all__ = [
+    "Alert",
+    "AlertBook",
+    "Collector",
+    "ConfigError",
+    "DashboardConfig",
+    "Finding",
+    "Snapshot",
+    "create_app",
+    "evaluate",
+]

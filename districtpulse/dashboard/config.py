@@ -1,0 +1,268 @@
+"""The dashboard's configuration: one TOML file (`dashboard.toml`), every section optional.
+
+    [dashboard]
+    port = 8050
+    registry = "devices/registries/demo.toml"
+    refresh_s = 5                 # how often the live view and the alerts are recomputed
+    reading_interval_s = 60       # how often a device is expected to report one reading
+    reading_interval_by_kind = { weather_station = 600 }
+
+    [influx]                      # default: the DP_INFLUX_* environment of every component
+    url = "http://127.0.0.1:18086"
+    database = "districtpulse"
+
+    [[auth.user]]
+    name = "operator"
+    role = "operator"             # or "viewer": can look, cannot acknowledge or silence alerts
+    password_env = "DP_DASHBOARD_OPERATOR_PASSWORD"
+
+    [[alerts.rule]]
+    kind = "device_silent"
+    intervals = 3
+
+Secrets can be given inline (`password`, `token`, `secret`) or, better, by the name of an environment
+variable (`password_env`, ...), so the file itself can be committed. Without any user the dashboard refuses
+to start unless `auth.open = true` says, on purpose, that no login is wanted (a kiosk on a closed network).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from devices import DeviceKind, demo_registry_path
+from devices.endpoints import Endpoints
+
+Severity = Literal["critical", "warning", "info"]
+Role = Literal["operator", "viewer"]
+
+
+class ConfigError(ValueError):
+    """The dashboard configuration cannot be read or is inconsistent."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- alert rules ------------------------------------------------------------------------------------------------
+class _Rule(_Model):
+    name: str = Field(default="", description="shown on the dashboard and in /metrics; default: the kind")
+    severity: Severity = "warning"
+
+
+class DeviceSilentRule(_Rule):
+    """A device whose last reading is older than `intervals` of its reading interval."""
+
+    kind: Literal["device_silent"]
+    intervals: float = Field(default=3, gt=0)
+
+
+class CompletenessRule(_Rule):
+    """A district whose readings over the last `window_s` are below `percent` of those expected."""
+
+    kind: Literal["completeness_below"]
+    percent: float = Field(default=95, gt=0, le=100)
+    window_s: int = Field(default=3600, gt=0)
+
+
+class GatewayOfflineRule(_Rule):
+    """A gateway whose retained status says offline, or whose heartbeat is `heartbeats` intervals late."""
+
+    kind: Literal["gateway_offline"]
+    heartbeats: float = Field(default=3, gt=0)
+
+
+class SpoolAgeRule(_Rule):
+    """A gateway holding a reading it has not delivered for more than `seconds`."""
+
+    kind: Literal["spool_older_than"]
+    seconds: float = Field(default=900, gt=0)
+
+
+class QuarantineRateRule(_Rule):
+    """A district where more than `percent` of the readings of the last `window_s` went to quarantine."""
+
+    kind: Literal["quarantine_rate_above"]
+    percent: float = Field(default=1.0, ge=0, le=100)
+    window_s: int = Field(default=3600, gt=0)
+
+
+class ClockRule(_Rule):
+    """A gateway whose clock is not synchronised, or is more than `max_skew_s` off the server's clock."""
+
+    kind: Literal["clock_unsynced"]
+    max_skew_s: float = Field(default=10, gt=0)
+
+
+Rule = Annotated[
+    DeviceSilentRule | CompletenessRule | GatewayOfflineRule | SpoolAgeRule | QuarantineRateRule | ClockRule,
+    Field(discriminator="kind"),
+]
+
+
+def default_rules() -> list[Rule]:
+    return [
+        DeviceSilentRule(kind="device_silent", severity="critical"),
+        GatewayOfflineRule(kind="gateway_offline", severity="critical"),
+        CompletenessRule(kind="completeness_below"),
+        SpoolAgeRule(kind="spool_older_than"),
+        QuarantineRateRule(kind="quarantine_rate_above"),
+        ClockRule(kind="clock_unsynced"),
+    ]
+
+
+class AlertsSection(_Model):
+    rule: list[Rule] = Field(default_factory=default_rules)
+    mqtt_topic: str | None = Field(default=None, description="publish alert changes here (QoS 1, JSON)")
+    webhook_url: str | None = Field(default=None, description="POST alert changes here (JSON)")
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [rule_name(r) for r in self.rule]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert rule names must be unique (set `name`): {', '.join(dupes)}")
+        return self
+
+
+def rule_name(rule: Rule) -> str:
+    return rule.name or rule.kind
+
+
+# -- access -----------------------------------------------------------------------------------------------------
+def _secret(inline: str | None, env: str | None, what: str) -> str | None:
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"{what}: environment variable {env} is not set")
+        return value
+    return inline
+
+
+class UserEntry(_Model):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role = "viewer"
+    password: str | None = Field(default=None, repr=False, min_length=8)
+    password_env: str | None = None
+    token: str | None = Field(default=None, repr=False, min_length=16)
+    token_env: str | None = None
+
+    def resolved_password(self) -> str | None:
+        return _secret(self.password, self.password_env, f"user {self.name!r} password")
+
+    def resolved_token(self) -> str | None:
+        return _secret(self.token, self.token_env, f"user {self.name!r} token")
+
+
+class AuthSection(_Model):
+    user: list[UserEntry] = Field(default_factory=list)
+    open: bool = Field(default=False, description="no login at all: everyone is a viewer")
+    secret: str | None = Field(default=None, repr=False, description="cookie signing key; default: random per start")
+    secret_env: str | None = None
+    session_hours: float = Field(default=12, gt=0)
+    secure_cookie: bool = Field(default=False, description="set behind HTTPS")
+    metrics_token: str | None = Field(default=None, repr=False, description="bearer token for /metrics (else open)")
+    metrics_token_env: str | None = None
+
+
+# -- data -------------------------------------------------------------------------------------------------------
+class DashboardSection(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=0, le=65535)
+    title: str = "DistrictPulse"
+    registry: Path = Field(default_factory=demo_registry_path)
+    quarantine: Path | None = Field(default=None, description="the ingest quarantine (SQLite); default: ingest's")
+    refresh_s: float = Field(default=5, gt=0)
+    energy_refresh_s: float = Field(default=30, gt=0, description="energy today is recomputed this often")
+    reading_interval_s: float = Field(default=60, gt=0)
+    reading_interval_by_kind: dict[DeviceKind, float] = Field(default_factory=dict)
+    heartbeat_interval_s: float = Field(default=60, gt=0, description="the gateways' status heartbeat")
+    fresh_intervals: float = Field(default=3, gt=0, description="a value older than this many intervals is stale")
+    last_seen_lookback_s: int = Field(default=7 * 86400, gt=0, description="how far back to look for a device")
+    chart_window_s: int = Field(default=3 * 3600, gt=0)
+    chart_step_s: int = Field(default=60, gt=0)
+
+
+class InfluxSection(_Model):
+    url: str
+    database: str
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+
+
+class MqttSection(_Model):
+    host: str
+    port: int
+    client_id: str = "districtpulse-dashboard"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+
+
+class KpiSection(_Model):
+    """Where aggregation's KPI outputs are: `measurement.field`, each with a `district` tag."""
+
+    savings_kwh: str = "kpi_savings.savings_kwh"
+    co2_avoided_kg: str = "kpi_co2.avoided_kg"
+
+
+class DashboardConfig(_Model):
+    dashboard: DashboardSection = Field(default_factory=DashboardSection)
+    influx: InfluxSection
+    mqtt: MqttSection
+    auth: AuthSection = Field(default_factory=AuthSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
+    kpis: KpiSection = Field(default_factory=KpiSection)
+
+    @property
+    def quarantine_path(self) -> Path:
+        """The quarantine the dashboard reads; ingest's default when not configured."""
+        if self.dashboard.quarantine is not None:
+            return self.dashboard.quarantine
+        return Endpoints.from_env().state_dir / "ingest" / "quarantine.sqlite"
+
+    def reading_interval_s(self, kind: DeviceKind) -> float:
+        return self.dashboard.reading_interval_by_kind.get(kind, self.dashboard.reading_interval_s)
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, object], *, source: str = "<config>") -> Self:
+        env = Endpoints.from_env()
+        raw = dict(raw)
+        raw.setdefault("influx", {})
+        raw.setdefault("mqtt", {})
+        influx, mqtt = raw["influx"], raw["mqtt"]
+        if isinstance(influx, dict):
+            raw["influx"] = {"url": env.influx_url, "database": env.influx_db} | influx
+        if isinstance(mqtt, dict):
+            raw["mqtt"] = {"host": env.mqtt_host, "port": env.mqtt_port} | mqtt
+        try:
+            config = cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise ConfigError(f"{source}: {problems}") from exc
+        if not config.auth.user and not config.auth.open:
+            raise ConfigError(f"{source}: no [[auth.user]]: add an operator (or set auth.open = true on purpose)")
+        return config
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        base = path.parent
+        section = raw.get("dashboard")
+        if isinstance(section, dict):  # relative paths are relative to the file, not to the working directory
+            for key in ("registry", "quarantine"):
+                if isinstance(section.get(key), str):
+                    section[key] = str(base / section[key])
+        return cls.from_mapping(raw, source=str(path))

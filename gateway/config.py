@@ -1,0 +1,195 @@
+"""gateway.toml: who the gateway is, where the broker is, how the spool is bounded, which adapters run.
+
+    [gateway]
+    id = "gw-b1"                      # this gateway's id in the registry
+    registry = "registry.toml"        # optional: gives the district and this gateway's devices
+    # district = "demo"               # required when there is no registry
+    publish_interval_s = 10           # one message per device per interval (faster while catching up)
+    heartbeat_interval_s = 60
+
+    [mqtt]                            # host and port default to DP_MQTT_HOST / DP_MQTT_PORT
+    host = "broker.example"
+    port = 1883
+    username = "gw-b1"
+    password_file = "/etc/districtpulse/mqtt-password"   # the secret stays out of this file
+
+    [spool]
+    path = "/var/lib/districtpulse/spool.sqlite"
+    commit_interval_ms = 200
+    max_bytes = 268435456
+
+    [[adapter]]
+    type = "simulated"
+    interval_s = 1
+
+Relative paths are relative to the folder of the config file. Unknown keys are errors (a typo in a bound
+must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from devices.endpoints import Endpoints
+from devices.payload import MAX_READINGS_PER_BATCH
+from devices.registry import Registry, RegistryError
+from devices.topics import check_id
+from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
+from gateway.errors import ConfigError
+from gateway.spool import SpoolLimits
+
+Id = Annotated[str, AfterValidator(check_id)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Model):
+    id: Id
+    district: Id | None = None
+    registry: Path | None = None
+    publish_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    max_batch_readings: Annotated[int, Field(ge=1, le=MAX_READINGS_PER_BATCH)] = 500
+    clock_check_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    age_check_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    #: On SIGTERM, how long to wait for the broker to acknowledge what is in flight.
+    drain_timeout_s: Annotated[float, Field(ge=0)] = 5.0
+
+
+def _env() -> Endpoints:
+    return Endpoints.from_env()
+
+
+class MqttSection(_Model):
+    host: str = Field(default_factory=lambda: _env().mqtt_host)
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default_factory=lambda: _env().mqtt_port)
+    #: Default: dp-gw-<gateway id>. Must be unique per broker: a second client with the same id evicts the first.
+    client_id: str | None = None
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    username: str | None = None
+    password_file: Path | None = None
+    #: Messages awaiting PUBACK at once (one slot is kept for the status message).
+    max_inflight: Annotated[int, Field(ge=2, le=10_000)] = 100
+    #: ... and at most this many payload bytes (paho holds each payload until its PUBACK).
+    max_inflight_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class SpoolSection(_Model):
+    path: Path = Path("spool.sqlite")
+    commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    max_bytes: Annotated[int, Field(ge=64 * 1024)] = 256 * 1024 * 1024
+    instantaneous_max_age_s: Annotated[float, Field(gt=0)] = 2 * 86400.0
+    max_age_s: Annotated[float, Field(gt=0)] = 30 * 86400.0
+    #: Readings waiting for the next commit at most (adapters block beyond: backpressure).
+    max_buffered: Annotated[int, Field(ge=100)] = 4_000
+
+    @model_validator(mode="after")
+    def _ages(self) -> Self:
+        if self.instantaneous_max_age_s > self.max_age_s:
+            raise ValueError("instantaneous_max_age_s must not exceed max_age_s")
+        return self
+
+    @property
+    def limits(self) -> SpoolLimits:
+        return SpoolLimits(self.max_bytes, self.instantaneous_max_age_s, self.max_age_s)
+
+
+class ConfigFile(_Model):
+    gateway: GatewaySection
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    spool: SpoolSection = Field(default_factory=SpoolSection)
+    adapter: list[dict[str, Any]] = Field(min_length=1)
+
+
+class GatewayConfig:
+    """The validated configuration, with paths resolved and the registry loaded."""
+
+    def __init__(self, model: ConfigFile, base_dir: Path) -> None:
+        self.model = model
+        self.base_dir = base_dir
+        self.gateway = model.gateway
+        self.mqtt = model.mqtt
+        self.spool = model.spool
+        self.spool_path = self._resolve(model.spool.path)
+        registry_devices: tuple[DeviceRef, ...] = ()
+        district = model.gateway.district
+        if model.gateway.registry is not None:
+            path = self._resolve(model.gateway.registry)
+            try:
+                registry = Registry.load(path)
+            except RegistryError as exc:
+                raise ConfigError(str(exc)) from exc
+            entry = registry.gateways.get(model.gateway.id)
+            if entry is None:
+                raise ConfigError(f"gateway {model.gateway.id!r} is not in the registry {path}")
+            if district is not None and district != entry[0].id:
+                raise ConfigError(f"gateway {model.gateway.id!r} belongs to district {entry[0].id!r}, not {district!r}")
+            district = entry[0].id
+            registry_devices = tuple(DeviceRef(d.id, d.kind) for d in registry.devices_of_gateway(model.gateway.id))
+        if district is None:
+            raise ConfigError("gateway.district is required when there is no gateway.registry")
+        self.district: str = district
+        self.registry_devices = registry_devices
+        self.adapters: list[AdapterConfig] = [
+            parse_adapter_config(raw, where=f"adapter[{i}]") for i, raw in enumerate(model.adapter)
+        ]
+        names = [a.name or a.type for a in self.adapters]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"adapters need distinct names: {', '.join(duplicates)} (set name = ...)")
+
+    def _resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"dp-gw-{self.gateway.id}"
+
+    def password(self) -> str | None:
+        """Read from `password_file` (never logged, never in the config file itself)."""
+        if self.mqtt.password_file is None:
+            return None
+        path = self._resolve(self.mqtt.password_file)
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from exc
+
+    def adapter_context(self) -> AdapterContext:
+        return AdapterContext(self.gateway.id, self.district, self.registry_devices, self.base_dir)
+
+    @classmethod
+    def from_toml(cls, text: str, *, base_dir: Path, source: str = "<string>") -> GatewayConfig:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        try:
+            model = ConfigFile.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise ConfigError(f"{source}: {problems}") from exc
+        try:
+            return cls(model, base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> GatewayConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read gateway config {path}: {exc.strerror}") from exc
+        return cls.from_toml(text, base_dir=path.resolve().parent, source=str(path))

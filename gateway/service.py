@@ -1,0 +1,435 @@
+"""The gateway service: adapters -> spool -> publisher, the status topic, and the heartbeat.
+
+Threads:
+- one per adapter, putting readings into the spool's bounded buffer;
+- paho's network thread, which only appends the message id of each PUBACK to a deque;
+- the main loop (`Gateway.run`), which alone touches the SQLite connection. Every `commit_interval` it
+  turns the acknowledged message ids into deletes and commits them with the new readings (one
+  transaction); every `publish_interval` it publishes at most one message per device (the device's
+  oldest unpublished run of consecutive sequence numbers) while the publisher has room in its in-flight
+  window. When a device has more waiting than one message holds (after an outage), the next cycle comes
+  as soon as the window has room (PUBACKs wake the loop) instead of a full interval later, so a backlog
+  drains as fast as the broker acknowledges, and the in-flight bounds (messages and bytes) keep memory
+  flat while it does.
+
+Nothing is published before it is committed, and nothing is deleted before its PUBACK: a crash at any point
+leaves every published-but-unacknowledged reading in the spool, re-published after the restart with the
+same sequence numbers and contents (an exact redelivery, which InfluxDB stores once).
+
+Status: `dp/v1/<district>/<gateway>/status`, retained, QoS 1. The Last Will (set at connect) says
+`"state": "offline", "reason": "connection lost"`; every (re)connection and every `heartbeat_interval`
+publishes `"state": "online"` with the spool depth and age, evictions, clock state and software version;
+a clean stop publishes `"state": "offline", "reason": "shutdown"`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Protocol
+
+from devices.kinds import DeviceKind, units_for
+from devices.payload import SCHEMA_VERSION
+from devices.topics import readings_topic, status_topic
+from gateway.adapters import Adapter, Values
+from gateway.clock import Clock
+from gateway.publisher import Will
+from gateway.spool import Spool, SpooledReading
+
+log = logging.getLogger(__name__)
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("districtpulse")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def encode_message(device: str, units_json: str, rows: Sequence[SpooledReading]) -> bytes:
+    """The v1 batch of consecutive spooled readings, from their stored JSON without re-parsing it.
+
+    Byte for byte what `devices.payload.encode_batch` gives for the same readings (a test checks it).
+    """
+    readings = ",".join(f'{{"ts":{r.ts},"values":{r.body}}}' for r in rows)
+    return (
+        f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(device)},"seq":[{rows[0].seq},{rows[-1].seq}],'
+        f'"units":{units_json},"readings":[{readings}]}}'
+    ).encode()
+
+
+def consecutive_run(rows: Sequence[SpooledReading]) -> Sequence[SpooledReading]:
+    """The leading rows with consecutive sequence numbers and the same clock flag: one message's worth.
+
+    A gap (evicted readings) ends a message, so every message's seq range is exact; so does a change of the
+    clock flag, so that a message is all synchronised or all not (ready for a batch-level flag).
+    """
+    end = 1
+    while end < len(rows) and rows[end].seq == rows[end - 1].seq + 1 and rows[end].unsynced == rows[0].unsynced:
+        end += 1
+    return rows[:end]
+
+
+class PublisherLike(Protocol):
+    """What the service needs of `gateway.publisher.Publisher` (tests pass an in-memory fake)."""
+
+    @property
+    def connections(self) -> int: ...
+
+    @property
+    def available(self) -> int: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int: ...
+
+    def wait_acked(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+#: Builds the publisher with the service's PUBACK callback and Last Will.
+PublisherFactory = Callable[[Callable[[int], None], Will], PublisherLike]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    commit_interval_s: float = 0.2
+    publish_interval_s: float = 10.0
+    heartbeat_interval_s: float = 60.0
+    clock_check_interval_s: float = 30.0
+    age_check_interval_s: float = 60.0
+    drain_timeout_s: float = 5.0
+    max_batch_readings: int = 500
+    #: Payload bytes awaiting PUBACK at most (paho keeps each payload until then): bounds memory while a
+    #: backlog drains, whatever the batch size.
+    max_inflight_bytes: int = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Counts:
+    messages: int = 0
+    readings: int = 0
+    acked_messages: int = 0
+    acked_readings: int = 0
+    cycles: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "messages": self.messages,
+            "readings": self.readings,
+            "acked_messages": self.acked_messages,
+            "acked_readings": self.acked_readings,
+        }
+
+
+class _Sink:
+    """One adapter's view of the spool: its cursor key and the gateway clock."""
+
+    def __init__(self, spool: Spool, clock: Clock, cursor_key: str) -> None:
+        self._spool = spool
+        self._clock = clock
+        self._key = cursor_key
+        self._cursor = spool.cursor(cursor_key)  # read here, on the thread that owns the connection
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
+    def put(self, device_id: str, values: Values, ts_ms: int | None = None, *, unsynced: bool | None = None) -> None:
+        self._spool.append(device_id, values, ts_ms, unsynced=unsynced)
+
+    def put_many(
+        self,
+        device_id: str,
+        readings: Iterable[tuple[int, Values]],
+        *,
+        unsynced: bool = False,
+        cursor: str | None = None,
+    ) -> None:
+        batch = list(readings)
+        if not batch:
+            if cursor is not None:
+                self._spool.set_cursor(self._key, cursor)
+            return
+        self._spool.append_many(
+            device_id, batch, unsynced=unsynced, cursor=None if cursor is None else (self._key, cursor)
+        )
+
+    def cursor(self) -> str | None:
+        return self._cursor
+
+
+@dataclass(slots=True)
+class _Running:
+    name: str
+    adapter: Adapter
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    finished: bool = False
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.error else "finished" if self.finished else "running"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    device: str
+    first: int
+    last: int
+    size: int
+
+
+@dataclass
+class Gateway:
+    """The service; `run()` blocks until `stop` is set (or, with `exit_when_idle`, until all is delivered)."""
+
+    gateway_id: str
+    district: str
+    spool: Spool
+    adapters: dict[str, Adapter]
+    make_publisher: PublisherFactory
+    clock: Clock
+    timing: Timing = field(default_factory=Timing)
+    version: str = field(default_factory=software_version)
+    counts: Counts = field(default_factory=Counts)
+
+    def __post_init__(self) -> None:
+        self.status_topic = status_topic(self.district, self.gateway_id)
+        self._acks: deque[int] = deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._inflight_bytes = 0
+        self._sent_upto: dict[str, int] = {}
+        self._topics: dict[str, str] = {}
+        self._units: dict[DeviceKind, str] = {}
+        self._rotation = 0
+        self._started = time.monotonic()
+        self._running = [_Running(name, adapter) for name, adapter in self.adapters.items()]
+        self._seen_connections = 0
+        self._wake = threading.Event()  # set by the spool when its buffer is half full
+        self.spool.on_pressure = self._wake.set
+        self._backlog = False  # some device has more committed readings than its last message took
+        will = self._status_payload("offline", reason="connection lost", full=False)
+        self.publisher = self.make_publisher(self._on_ack, Will(self.status_topic, will))
+        self._window = self.publisher.available
+
+    # -- status ---------------------------------------------------------------------------------------------
+    def _status_payload(self, state: str, *, reason: str | None = None, full: bool = True) -> bytes:
+        doc: dict[str, object] = {
+            "v": 1,
+            "gateway": self.gateway_id,
+            "district": self.district,
+            "state": state,
+            "version": self.version,
+        }
+        if reason is not None:
+            doc["reason"] = reason
+        if full:
+            stats = self.spool.stats()
+            now = self.clock.now_ms()
+            doc.update(
+                ts=now,
+                uptime_s=round(time.monotonic() - self._started, 1),
+                clock=self.clock.state().as_dict(),
+                spool={
+                    "readings": stats.readings,
+                    "bytes": stats.bytes,
+                    "buffered": stats.buffered,
+                    "oldest_age_s": None if stats.oldest_ts is None else round((now - stats.oldest_ts) / 1000, 1),
+                    "evicted": self.spool.evicted,
+                    "counters": stats.counters,
+                },
+                published=self.counts.as_dict(),
+                adapters={
+                    r.name: ("failed" if r.error else "finished" if r.finished else "running") for r in self._running
+                },
+            )
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _publish_status(self, state: str, reason: str | None = None) -> bool:
+        """Publish the retained status if the in-flight window has room (the cycle leaves it one slot)."""
+        if self.publisher.available <= 0:
+            log.info("status %s not published: in-flight window full", state)
+            return False
+        self.publisher.publish(self.status_topic, self._status_payload(state, reason=reason), retain=True)
+        return True
+
+    # -- adapters -----------------------------------------------------------------------------------------------
+    def _start_adapters(self, stop: threading.Event) -> None:
+        self.spool.add_devices((d.id, d.kind) for r in self._running for d in r.adapter.devices())
+        for running in self._running:
+            sink = _Sink(self.spool, self.clock, running.name)
+
+            def target(r: _Running = running, s: _Sink = sink) -> None:
+                try:
+                    r.adapter.run(s, stop)
+                except BaseException as exc:
+                    r.error = exc
+                    log.exception("adapter %s failed", r.name)
+                finally:
+                    r.finished = True
+
+            running.thread = threading.Thread(target=target, name=f"adapter-{running.name}", daemon=True)
+            running.thread.start()
+
+    # -- the spool -> publisher path (main thread) -----------------------------------------------------------
+    def _topic(self, device: str) -> str:
+        topic = self._topics.get(device)
+        if topic is None:
+            topic = self._topics[device] = readings_topic(
+                self.district, self.gateway_id, device, self.spool.kind_of(device)
+            )
+        return topic
+
+    def _units_json(self, kind: DeviceKind) -> str:
+        units = self._units.get(kind)
+        if units is None:
+            units = self._units[kind] = json.dumps(units_for(kind), separators=(",", ":"))
+        return units
+
+    def _on_ack(self, mid: int) -> None:
+        """paho's network thread: note the PUBACK; wake the main loop if a backlog waits for room."""
+        self._acks.append(mid)
+        if self._backlog and self.publisher.available >= max(2, self._window // 2):
+            self._wake.set()
+
+    def _has_room(self) -> bool:
+        return self.publisher.available > 1 and self._inflight_bytes < self.timing.max_inflight_bytes
+
+    def _apply_acks(self) -> None:
+        while self._acks:
+            entry = self._inflight.pop(self._acks.popleft(), None)
+            if entry is None:
+                continue  # a status message
+            self._inflight_bytes -= entry.size
+            self.spool.ack(entry.device, entry.first, entry.last)
+            self.counts.acked_messages += 1
+            self.counts.acked_readings += entry.last - entry.first + 1
+
+    def commit(self) -> None:
+        self._apply_acks()
+        self.spool.commit()
+
+    def publish_cycle(self) -> bool:
+        """At most one message per device; True if some device still has unpublished readings."""
+        devices = self.spool.device_ids
+        if not devices:
+            return False
+        self.counts.cycles += 1
+        start = self._rotation % len(devices)
+        self._rotation += 1
+        backlog = False
+        for device in devices[start:] + devices[:start]:
+            upto = self.spool.committed_upto(device)
+            sent = self._sent_upto.get(device)
+            if sent is None:
+                first = self.spool.first_seq(device)
+                sent = self._sent_upto[device] = (upto + 1 if first is None else first) - 1
+            if upto <= sent:
+                continue
+            if not self._has_room():
+                return True  # (one slot stays free for the status message)
+            rows = self.spool.pending(device, sent, self.timing.max_batch_readings)
+            if not rows:  # evicted before it was published
+                self._sent_upto[device] = upto
+                continue
+            run = consecutive_run(rows)
+            kind = self.spool.kind_of(device)
+            payload = encode_message(device, self._units_json(kind), run)
+            mid = self.publisher.publish(self._topic(device), payload)
+            self._inflight[mid] = _InFlight(device, run[0].seq, run[-1].seq, len(payload))
+            self._inflight_bytes += len(payload)
+            self._sent_upto[device] = run[-1].seq
+            self.counts.messages += 1
+            self.counts.readings += len(run)
+            backlog = backlog or run[-1].seq < upto
+        return backlog
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def _idle(self) -> bool:
+        return (
+            all(r.finished for r in self._running)
+            and self.spool.buffered == 0
+            and self.spool.readings == 0
+            and not self._inflight
+        )
+
+    def run(self, stop: threading.Event, *, exit_when_idle: bool = False) -> int:
+        """Run until `stop` (or idle); returns 0, or 1 if an adapter failed."""
+        t = self.timing
+        adapter_stop = threading.Event()
+        self._start_adapters(adapter_stop)
+        self.publisher.start()
+        now = time.monotonic()
+        next_commit = next_publish = now
+        next_heartbeat = now + t.heartbeat_interval_s
+        next_clock = now + t.clock_check_interval_s
+        next_age = now
+        failed = False
+        pressure = self.spool.max_buffered // 2
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_commit or self.spool.buffered >= pressure:
+                self.commit()
+                next_commit = now + t.commit_interval_s
+            if now >= next_age:
+                self.spool.enforce_age()
+                next_age = now + t.age_check_interval_s
+            if now >= next_clock:
+                self.clock.refresh()
+                next_clock = now + t.clock_check_interval_s
+            if self.publisher.connected:
+                connections = self.publisher.connections
+                if connections != self._seen_connections and self._publish_status("online"):
+                    self._seen_connections = connections  # (re)connected: said so at once
+                    next_heartbeat = now + t.heartbeat_interval_s
+                self._apply_acks()
+                if now >= next_publish or (self._backlog and self._has_room()):
+                    self._backlog = self.publish_cycle()
+                    next_publish = now + t.publish_interval_s
+                if now >= next_heartbeat:
+                    self._publish_status("online")
+                    next_heartbeat = now + t.heartbeat_interval_s
+            if any(r.error for r in self._running):
+                failed = True
+                break
+            if exit_when_idle and self._idle():
+                break
+            if self.publisher.connected and self._backlog and self._has_room():
+                continue  # catching up: the next message per device right away
+            wake = min(next_commit, next_publish, next_heartbeat) if self.publisher.connected else next_commit
+            # Woken early by a half-full spool buffer, or by PUBACKs freeing the window while catching up;
+            # a stop is seen within one commit interval.
+            self._wake.wait(max(0.001, min(wake - time.monotonic(), t.commit_interval_s)))
+            self._wake.clear()
+        self._shutdown(adapter_stop)
+        return 1 if failed else 0
+
+    def _shutdown(self, adapter_stop: threading.Event) -> None:
+        adapter_stop.set()
+        for r in self._running:
+            if r.thread is not None:
+                r.thread.join(timeout=self.timing.drain_timeout_s)
+                if r.thread.is_alive():
+                    log.warning("adapter %s did not stop within %.1f s", r.name, self.timing.drain_timeout_s)
+        self.commit()
+        if self.publisher.connected:
+            self.publisher.wait_acked(self.timing.drain_timeout_s)  # what is in flight: acked, then deleted
+            self.commit()
+            self._publish_status("offline", reason="shutdown")
+            self.publisher.wait_acked(self.timing.drain_timeout_s)
+        self.publisher.close()
+        self.spool.close()
+        log.info(
+            "stopped",
+            extra={"fields": {**self.counts.as_dict(), "spooled": self.spool.readings, "evicted": self.spool.evicted}},
+        )

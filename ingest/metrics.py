@@ -1,0 +1,124 @@
+"""Prometheus metrics of one pipeline, served on `/metrics`.
+
+Counters live as plain integers in `IngestStats` (the hot path only adds to an int) and a custom collector
+turns them into metric families at scrape time. Only what needs a distribution is observed as it happens,
+once per write request or per acknowledged batch, never per reading:
+
+    dp_ingest_messages_received_total            messages taken from the broker
+    dp_ingest_readings_received_total            readings in them (valid or not)
+    dp_ingest_readings_valid_total               readings that passed validation
+    dp_ingest_readings_quarantined_total{reason}  readings in quarantine, by reason code
+    dp_ingest_readings_written_total             readings InfluxDB accepted
+    dp_ingest_messages_acked_total               PUBACKs sent
+    dp_ingest_write_requests_total / _write_retries_total
+    dp_ingest_inflight_readings                  validated, not yet acknowledged (gauge; and its _max)
+    dp_ingest_write_duration_seconds             histogram per successful write request
+    dp_ingest_batch_readings                     histogram of readings per write request
+    dp_ingest_ack_lag_seconds                    histogram: oldest message of a batch, receipt to PUBACK
+    dp_ingest_mqtt_buffered_max / _shed_total / _resyncs_total   the source's own bounds (MqttSource)
+
+Each pipeline has its own registry, so tests can run several in one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ingest.mqtt import MqttSource, Source
+from ingest.pipeline import IngestStats, Observer
+
+PREFIX = "dp_ingest"
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: IngestStats, source: Source | None) -> None:
+        self.stats = stats
+        self.source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.stats
+        counters = (
+            ("messages_received", "MQTT messages taken from the broker", s.messages),
+            ("readings_received", "readings received, valid or not", s.readings_received),
+            ("readings_valid", "readings that passed validation", s.readings_valid),
+            ("readings_written", "readings InfluxDB accepted", s.readings_stored),
+            ("messages_acked", "messages acknowledged to the broker", s.messages_acked),
+            ("write_requests", "write requests sent to InfluxDB", s.write_requests),
+            ("write_retries", "write requests that failed and were retried", s.write_retries),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+        quarantined = CounterMetricFamily(
+            f"{PREFIX}_readings_quarantined", "readings put in quarantine, by reason", labels=["reason"]
+        )
+        for reason, value in sorted(s.readings_quarantined.items()):
+            quarantined.add_metric([reason], value)
+        yield quarantined
+        yield GaugeMetricFamily(
+            f"{PREFIX}_inflight_readings", "validated readings not yet acknowledged", value=s.inflight_readings
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_inflight_readings_max", "high-water mark of in-flight readings", value=s.inflight_readings_max
+        )
+        if isinstance(self.source, MqttSource):
+            src = self.source
+            yield GaugeMetricFamily(
+                f"{PREFIX}_mqtt_buffered_max", "high-water mark of received messages waiting", value=src.buffered_max
+            )
+            yield CounterMetricFamily(
+                f"{PREFIX}_mqtt_shed", "messages dropped unacknowledged, then resynced", value=src.shed
+            )
+            yield CounterMetricFamily(f"{PREFIX}_mqtt_resyncs", "reconnects after shedding", value=src.resyncs)
+            yield CounterMetricFamily(
+                f"{PREFIX}_mqtt_connections", "successful connections to the broker", value=src.connections
+            )
+
+
+class IngestMetrics(Observer):
+    """The pipeline's observer: histograms, plus the collector of its counters, in one registry."""
+
+    def __init__(self, stats: IngestStats, source: Source | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._collector = _StatsCollector(stats, source)
+        self.registry.register(self._collector)
+        self.write_seconds = Histogram(
+            f"{PREFIX}_write_duration_seconds",
+            "duration of successful InfluxDB write requests",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.batch_readings = Histogram(
+            f"{PREFIX}_batch_readings",
+            "readings per successful write request",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000),
+            registry=self.registry,
+        )
+        self.ack_lag = Histogram(
+            f"{PREFIX}_ack_lag_seconds",
+            "from receiving the oldest message of a batch to acknowledging it",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )
+
+    def attach(self, source: Source) -> None:
+        """Also export the source's bounds (the pipeline creates its source after the observer)."""
+        self._collector.source = source
+
+    def batch_written(self, readings: int, seconds: float) -> None:
+        self.write_seconds.observe(seconds)
+        self.batch_readings.observe(readings)
+
+    def acked(self, oldest_received: float, now: float) -> None:
+        self.ack_lag.observe(max(0.0, now - oldest_received))
+
+
+def serve_metrics(metrics: IngestMetrics, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Serve `/metrics` from a daemon thread; returns the server (its `server_port` is the bound port)."""
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return server, thread

@@ -1,0 +1,176 @@
+"""Ingest configuration: a TOML file plus environment variables, validated by pydantic-settings.
+
+Precedence, highest first: command-line flags, `DP_INGEST_*` environment variables (nested with `__`, e.g.
+`DP_INGEST_INFLUX__TOKEN`, `DP_INGEST_MQTT__RECEIVE_MAXIMUM`), the TOML file given with `--config`, then the
+defaults. The defaults of the endpoints come from the variables every component shares (`DP_MQTT_HOST`,
+`DP_INFLUX_PORT`, `DP_INFLUX_DB`, `DP_STATE_DIR`, see `devices.endpoints`), so `districtpulse ingest` with
+no file talks to the local services. An example file: `ingest/ingest.example.toml`.
+
+Unknown keys are errors (`extra="forbid"`): a misspelt option must fail `--check`, not be ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from devices import demo_registry_path
+from devices.endpoints import Endpoints
+from ingest.influx import InfluxConfig
+from ingest.mqtt import MqttConfig
+from ingest.pipeline import IngestSettings
+
+
+def _env() -> Endpoints:
+    return Endpoints.from_env()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSection(_Section):
+    host: str = Field(default_factory=lambda: _env().mqtt_host)
+    port: int = Field(default_factory=lambda: _env().mqtt_port, gt=0, lt=65536)
+    client_id: str = Field(default="districtpulse-ingest", min_length=1, description="fixed: the session's key")
+    topics: tuple[str, ...] = Field(default=("dp/v1/+/+/+/+",), min_length=1)
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    max_buffered_messages: int = Field(default=0, ge=0)
+    stall_timeout_s: float = Field(default=10.0, gt=0)
+    keepalive: int = Field(default=30, ge=5)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class InfluxSection(_Section):
+    #: "auto" asks /ping for X-Influxdb-Version; "1" speaks /write with database + retention policy,
+    #: "2" speaks /api/v2/write through influxdb-client with org + bucket + token.
+    version: Literal["auto", "1", "2"] = "auto"
+    url: str = Field(default_factory=lambda: _env().influx_url)
+    database: str = Field(default_factory=lambda: _env().influx_db, min_length=1)
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _v2_needs_credentials(self) -> InfluxSection:
+        if self.version == "2":
+            missing = [name for name in ("org", "bucket", "token") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"influx.version = 2 needs {', '.join(missing)}")
+        return self
+
+
+class MetricsSection(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, lt=65536, description="0: any free port")
+
+
+class IngestConfig(BaseSettings):
+    """Everything `districtpulse ingest` can be told, validated before anything connects."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DP_INGEST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        nested_model_default_partial_update=True,
+    )
+    #: the TOML file of this load (set by `load`); None: no file
+    toml_file: ClassVar[Path | None] = None
+
+    registry: Path = Field(default_factory=demo_registry_path)
+    quarantine: Path = Field(default_factory=lambda: _env().state_dir / "ingest" / "quarantine.sqlite")
+    quarantine_max_rows: int = Field(default=1_000_000, ge=1)
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    influx: InfluxSection = Field(default_factory=InfluxSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    batch_readings: int = Field(default=5000, ge=1)
+    batch_interval_s: float = Field(default=0.2, gt=0)
+    writers: int = Field(default=2, ge=1, le=64)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    max_inflight_readings: int = Field(default=50_000, ge=1)
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, toml_file: Path | None = None, **overrides: Any) -> IngestConfig:
+        """Read the file (if any) and the environment; `overrides` (command-line flags) win over both."""
+        if toml_file is not None and not toml_file.is_file():
+            raise FileNotFoundError(f"configuration file not found: {toml_file}")
+        loader = type("IngestConfigFromFile", (cls,), {"toml_file": toml_file})
+        config: IngestConfig = loader(**overrides)
+        return config
+
+    def runtime(self) -> IngestSettings:
+        """The pipeline's settings."""
+        m, i = self.mqtt, self.influx
+        return IngestSettings(
+            registry=self.registry,
+            quarantine=self.quarantine,
+            mqtt=MqttConfig(
+                host=m.host,
+                port=m.port,
+                client_id=m.client_id,
+                topics=m.topics,
+                session_expiry_s=m.session_expiry_s,
+                receive_maximum=m.receive_maximum,
+                max_buffered_messages=m.max_buffered_messages,
+                stall_timeout_s=m.stall_timeout_s,
+                keepalive=m.keepalive,
+                username=m.username,
+                password=m.password.get_secret_value() if m.password else None,
+                subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json",
+            ),
+            influx=InfluxConfig(
+                url=i.url,
+                database=i.database,
+                retention_policy=i.retention_policy,
+                username=i.username,
+                password=i.password.get_secret_value() if i.password else None,
+                timeout=i.timeout_s,
+                version=i.version,
+                org=i.org,
+                bucket=i.bucket,
+                token=i.token.get_secret_value() if i.token else None,
+            ),
+            batch_readings=self.batch_readings,
+            batch_interval_s=self.batch_interval_s,
+            writers=self.writers,
+            retry_base_s=self.retry_base_s,
+            retry_max_s=self.retry_max_s,
+            max_inflight_readings=self.max_inflight_readings,
+            drain_timeout_s=self.drain_timeout_s,
+            quarantine_max_rows=self.quarantine_max_rows,
+        )
+
+    def summary(self) -> dict[str, object]:
+        """What `--check` prints: the effective configuration without secrets."""
+        doc = self.model_dump(mode="json")
+        for section, key in (("mqtt", "password"), ("influx", "password"), ("influx", "token")):
+            if doc[section].get(key) is not None:
+                doc[section][key] = "***"
+        return doc

@@ -1,0 +1,137 @@
+"""The fast path never disagrees with `devices.validate_message`: when it returns lines, the authoritative
+validation accepts every reading of the message and `encode_readings` makes exactly those lines; anything
+else it declines (None) and the slow path decides."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devices import Registry, demo_registry_path, encode_batch, readings_topic, units_for, validate_message
+from ingest.fastpath import FastPath
+from ingest.lineprotocol import encode_readings, series_key
+from simulators import DistrictSimulator
+
+NOW = 1_800_000_000_000
+REGISTRY = Registry.load(demo_registry_path())
+FAST = FastPath(REGISTRY)
+
+
+def slow_lines(topic: str, payload: bytes, now: int = NOW) -> list[str] | None:
+    """The authority: lines if every reading of the message is valid, else None."""
+    result = validate_message(topic, payload, REGISTRY, now_ms=now)
+    if result.rejected or result.device is None:
+        return None
+    return encode_readings(series_key(result.device), result.good, result.seqs)
+
+
+def check(topic: str, payload: bytes, now: int = NOW) -> bool:
+    """Assert the contract; return whether the fast path took the message."""
+    fast = FAST.lines(topic, payload, now)
+    if fast is None:
+        return False
+    assert slow_lines(topic, payload, now) == fast[1], payload[:300]
+    assert fast[0] is REGISTRY.devices[topic.split("/")[4]]
+    return True
+
+
+def test_a_simulated_day_agrees_message_by_message() -> None:
+    sim = DistrictSimulator(REGISTRY, date(2026, 11, 20), seed=7, inject_bad_readings=5)
+    taken = declined = 0
+    now = sim.end_ms + 60_000
+    for msg in sim.messages():
+        if check(msg.topic, msg.payload, now):
+            taken += 1
+        else:
+            declined += 1
+            assert slow_lines(msg.topic, msg.payload, now) is None  # only messages with a bad reading
+    assert declined == 5  # the five messages with a deliberately bad reading
+    assert taken > 1000
+
+
+# --- mutations of valid messages ----------------------------------------------------------------------------
+
+EM = next(d for d in REGISTRY if d.kind == "electricity_meter")
+EV = next(d for d in REGISTRY if d.kind == "ev_charger")
+TOPICS = {d.id: readings_topic(d.district, d.gateway, d.id, d.kind) for d in (EM, EV)}
+
+values_of_any_type = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=70),
+    st.sampled_from(["Charging", "Available", "Faulted", 'tx-"7"', "\\"]),
+)
+metric_names = st.sampled_from(
+    ["energy_import", "energy_export", "power", "voltage", "connector_status", "session_id", "session_energy", "x"]
+)
+
+
+def base_doc(device: str, n: int) -> dict[str, Any]:
+    kind = "electricity_meter" if device == EM.id else "ev_charger"
+    readings: list[tuple[int, dict[str, float | str]]]
+    if kind == "electricity_meter":
+        readings = [(NOW - 3_600_000 + i * 60_000, {"energy_import": 10.0 + i, "power": 5.5}) for i in range(n)]
+    else:
+        readings = [(NOW - 3_600_000 + i, {"connector_status": "Charging", "power": 7000.0}) for i in range(n)]
+    doc: dict[str, Any] = json.loads(encode_batch(device, 3, units_for(kind), readings))
+    return doc
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    device = draw(st.sampled_from([EM.id, EV.id]))
+    doc = base_doc(device, draw(st.integers(1, 4)))
+    for _ in range(draw(st.integers(0, 3))):
+        where = draw(st.sampled_from(["value", "metric", "ts", "seq", "unit", "top", "reading", "version", "device"]))
+        reading = draw(st.sampled_from(doc["readings"])) if doc.get("readings") else None
+        if where == "value" and reading is not None:
+            reading["values"][draw(metric_names)] = draw(values_of_any_type)
+        elif where == "metric" and reading is not None and reading["values"]:
+            del reading["values"][draw(st.sampled_from(sorted(reading["values"])))]
+        elif where == "ts" and reading is not None:
+            reading["ts"] = draw(
+                st.one_of(st.integers(-5, 2 * NOW), st.just(NOW + 300_000), st.just(NOW + 300_001), values_of_any_type)
+            )
+        elif where == "seq":
+            doc["seq"] = draw(st.one_of(st.lists(st.integers(-2, 8), max_size=3), values_of_any_type))
+        elif where == "unit":
+            doc["units"][draw(metric_names)] = draw(
+                st.one_of(st.sampled_from(["kWh", "W", "V", ""]), values_of_any_type)
+            )
+        elif where == "top":
+            doc[draw(st.sampled_from(["extra", "units", "readings", "seq"]))] = draw(values_of_any_type)
+        elif where == "reading" and reading is not None:
+            reading[draw(st.sampled_from(["ts", "values", "extra"]))] = draw(values_of_any_type)
+        elif where == "version":
+            doc["v"] = draw(st.sampled_from([0, 1, 2, "1", True, 1.0]))
+        elif where == "device":
+            doc["device"] = draw(st.sampled_from([EM.id, EV.id, "nobody", 7]))
+    payload = json.dumps(doc, allow_nan=True).encode()
+    if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:
+        payload = draw(st.sampled_from([payload + b" x", payload.decode().encode("utf-16"), b"[]", b"", b"\xff"]))
+    return TOPICS[device], payload
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_messages_never_make_the_fast_path_disagree(message: tuple[str, bytes]) -> None:
+    check(*message)
+
+
+def test_the_unmutated_messages_take_the_fast_path() -> None:
+    for device in (EM.id, EV.id):
+        assert check(TOPICS[device], json.dumps(base_doc(device, 3)).encode())
+
+
+def test_a_message_on_another_devices_topic_is_declined() -> None:
+    payload = json.dumps(base_doc(EM.id, 2)).encode()
+    assert FAST.lines(TOPICS[EV.id], payload, NOW) is None
+    assert FAST.lines("dp/v1/x/y/z/electricity_meter", payload, NOW) is None
+    assert math.isfinite(FAST.max_future_ms)

@@ -1,0 +1,88 @@
+"""`districtpulse ingest --config`: TOML file, DP_INGEST_* variables and flags, in that order of precedence,
+validated before anything connects; `--check` says whether the configuration is valid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest import cli
+from ingest.settings import IngestConfig
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+TOML = """
+batch_readings = 777
+writers = 3
+[mqtt]
+client_id = "from-file"
+receive_maximum = 50
+topics = ["$share/ingest/dp/v1/+/+/+/+"]
+[influx]
+version = "1"
+database = "filedb"
+retention_policy = "autogen"
+"""
+
+
+def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text(TOML)
+    monkeypatch.setenv("DP_MQTT_HOST", "10.0.0.7")  # the shared endpoint variables give the defaults
+    monkeypatch.setenv("DP_INGEST_WRITERS", "4")  # env beats the file
+    monkeypatch.setenv("DP_INGEST_INFLUX__DATABASE", "envdb")
+    config = cli.load_config(_args("--config", str(path), "--writers", "5", "--client-id", "from-flag"))
+
+    assert config.batch_readings == 777  # file
+    assert config.writers == 5  # flag beats env
+    assert config.mqtt.client_id == "from-flag"
+    assert config.mqtt.receive_maximum == 50  # file, next to a flag in the same section
+    assert config.mqtt.host == "10.0.0.7"  # default from DP_MQTT_HOST
+    assert config.influx.database == "envdb"
+    assert config.influx.retention_policy == "autogen"
+
+    runtime = config.runtime()
+    assert runtime.writers == 5 and runtime.batch_readings == 777
+    assert runtime.mqtt.topics == ("$share/ingest/dp/v1/+/+/+/+",)
+    assert runtime.mqtt.receive_maximum == 50
+    assert runtime.influx.database == "envdb" and runtime.influx.version == "1"
+
+
+def test_unknown_keys_and_bad_values_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text("[mqtt]\nrecieve_maximum = 10\n")  # misspelt
+    with pytest.raises(ValueError, match="recieve_maximum"):
+        IngestConfig.load(path)
+    path.write_text("writers = 0\n")
+    with pytest.raises(ValueError, match="writers"):
+        IngestConfig.load(path)
+    path.write_text('[influx]\nversion = "2"\norg = "o"\n')
+    with pytest.raises(ValueError, match="bucket, token"):
+        IngestConfig.load(path)
+
+
+def test_check_prints_the_effective_configuration_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text('[influx]\nversion = "2"\norg = "city"\nbucket = "raw"\ntoken = "s3cret-token"\n')
+    assert cli.run(_args("--config", str(path), "--check")) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["devices"] == 40
+    assert doc["config"]["influx"]["org"] == "city"
+    assert "s3cret" not in out
+
+    path.write_text("batch_readings = -1\n")
+    assert cli.run(_args("--config", str(path), "--check")) == 2
+    assert "batch_readings" in capsys.readouterr().err
+    assert cli.run(_args("--config", str(tmp_path / "missing.toml"), "--check")) == 2
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+"""Helpers for the gateway integration tests: an MQTT subscriber that records everything, and the check that
+every spooled reading arrived."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices import BATCH_ADAPTER
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Recorder:
+    """Subscribes (QoS 1, clean session) to a gateway's topics and keeps every message, in arrival order."""
+
+    def __init__(self, host: str, port: int, topic_filter: str) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"rec-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe(topic_filter, qos=1)
+        assert self._subscribed.wait(10), "no SUBACK"
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain)))
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+    def readings(self) -> int:
+        return sum(len(json.loads(m.payload)["readings"]) for m in self.snapshot() if not m.topic.endswith("/status"))
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [json.loads(m.payload) for m in self.snapshot() if m.topic.endswith("/status") and m.payload]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def clear_retained(host: str, port: int, topic: str) -> None:
+    """Remove a retained message from the shared broker (an empty retained payload)."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"clr-{uuid.uuid4().hex[:8]}")
+    client.connect(host, port)
+    client.loop_start()
+    client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+
+def spooled_counters(spool: Path) -> tuple[dict[str, int], int, dict[str, int]]:
+    """(next seq per device, readings left, counters): the spool's own record, read after the gateway exited."""
+    with sqlite3.connect(spool) as db:
+        next_seq = dict(db.execute("SELECT id, next_seq FROM devices").fetchall())
+        left = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+    return next_seq, left, counters
+
+
+def check_delivery(messages: list[Received], next_seq: dict[str, int]) -> dict[str, int]:
+    """Every seq 0..next_seq-1 of every device arrived, each copy of a seq carries the same reading, and
+    every message is a valid v1 batch of consecutive seqs. Returns counts for the report."""
+    seen: dict[tuple[str, int], tuple[int, str]] = {}
+    copies = 0
+    batches = 0
+    for m in messages:
+        if m.topic.endswith("/status"):
+            continue
+        batch = BATCH_ADAPTER.validate_json(m.payload)
+        assert m.topic.split("/")[4] == batch.device
+        batches += 1
+        for i, reading in enumerate(batch.readings):
+            key = (batch.device, batch.seq[0] + i)
+            value = (reading.ts, json.dumps(reading.values, sort_keys=True))
+            copies += 1
+            assert seen.setdefault(key, value) == value, f"seq {key} redelivered with different content"
+    for device, n in next_seq.items():
+        got = sorted(seq for dev, seq in seen if dev == device)
+        assert got == list(range(n)), f"{device}: {n} spooled, missing {sorted(set(range(n)) - set(got))[:20]}"
+    assert {dev for dev, _ in seen} == set(next_seq)
+    return {"readings": len(seen), "copies": copies, "redelivered": copies - len(seen), "messages": batches}

@@ -1,0 +1,148 @@
+"""The network between the gateway and the broker drops: the gateway keeps spooling, reconnects with backoff,
+and delivers every reading (the shared broker stays up; a TCP proxy on loopback is what we cut)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from pathlib import Path
+
+from gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
+
+from districtpulse.config import Endpoints
+from gateway.cli import build_gateway
+from gateway.config import GatewayConfig
+from gateway.service import Gateway
+
+
+class Proxy:
+    """Forwards 127.0.0.1:<port> to the broker; `cut()` drops every connection and refuses new ones."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self.accepted += 1
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+CONFIG = """
+[gateway]
+id = "{gateway}"
+district = "{district}"
+publish_interval_s = 0.1
+heartbeat_interval_s = 60
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+keepalive = 5
+reconnect_min_s = 0.1
+reconnect_max_s = 0.4
+
+[spool]
+path = "spool.sqlite"
+commit_interval_ms = 50
+
+[[adapter]]
+type = "simulated"
+count = 4
+interval_s = 0.02
+ticks = 150
+"""
+
+
+def test_a_dropped_connection_is_restored_and_nothing_is_lost(
+    endpoints: Endpoints, tmp_path: Path, unique_district: str
+) -> None:
+    district, gateway_id = unique_district, f"{unique_district}-gw"
+    proxy = Proxy((endpoints.mqtt_host, endpoints.mqtt_port))
+    config = GatewayConfig.from_toml(
+        CONFIG.format(gateway=gateway_id, district=district, port=proxy.port), base_dir=tmp_path
+    )
+    recorder = Recorder(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/#")
+    stop = threading.Event()
+    built: list[Gateway] = []
+    result: list[int] = []
+
+    def serve() -> None:  # the spool's SQLite connection belongs to the thread that opens it
+        gateway = build_gateway(config)
+        built.append(gateway)
+        result.append(gateway.run(stop, exit_when_idle=True))
+
+    runner = threading.Thread(target=serve)
+    runner.start()
+    try:
+        recorder.wait_for(lambda: recorder.readings() >= 100, 30, "the first readings")
+        proxy.cut()
+        recorder.wait_for(
+            lambda: any(s.get("reason") == "connection lost" for s in recorder.statuses()), 30, "the Last Will"
+        )
+        during = recorder.readings()
+        recorder.wait_for(lambda: built[0].spool.readings > 0, 30, "readings spooled while cut off")
+        proxy.up.set()
+        runner.join(60)
+        assert not runner.is_alive()
+        assert result == [0]
+        gateway = built[0]
+        assert gateway.publisher.connections >= 2  # type: ignore[attr-defined]
+        assert proxy.accepted >= 2
+        next_seq, left, _ = spooled_counters(tmp_path / "spool.sqlite")
+        assert left == 0
+        assert sum(next_seq.values()) == 4 * 150  # every tick of every device was spooled
+        recorder.wait_for(lambda: recorder.readings() >= 600, 30, "600 readings")
+        assert during < 600
+        report = check_delivery(recorder.snapshot(), next_seq)
+        assert report["readings"] == 600
+        states = [(s["state"], s.get("reason")) for s in recorder.statuses()]
+        assert states.count(("online", None)) >= 2  # announced again after the reconnect
+        assert states[-1] == ("offline", "shutdown")
+    finally:
+        stop.set()
+        runner.join(30)
+        recorder.close()
+        proxy.close()
+        clear_retained(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/status")

@@ -1,0 +1,62 @@
+"""End to end with faults on: simulator -> real gateway publishing (per-gateway connections, real disconnects)
+-> Mosquitto -> in-process ingest -> InfluxDB + quarantine. InfluxDB must hold exactly the points the truth
+file says should be stored, with their values, and the quarantine exactly the rest, by reason."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from districtpulse.config import Endpoints
+from simulators import Cadence, FaultConfig, SimConfig, Simulation, load_truth
+from simulators.publish import publish
+from tests.simulators.conftest import fleet_registry
+from tests.simulators.harness import Ingest, running_ingest
+
+
+@pytest.fixture
+async def ingest(endpoints: Endpoints, tmp_path: Path) -> AsyncIterator[Ingest]:
+    async with running_ingest(endpoints, fleet_registry("s" + uuid.uuid4().hex[:10]), tmp_path) as harness:
+        yield harness
+
+
+async def test_influxdb_holds_exactly_what_the_truth_says_and_the_quarantine_the_rest(
+    ingest: Ingest, tmp_path: Path
+) -> None:
+    config = SimConfig(
+        start=date(2026, 2, 2),
+        days=3,
+        seed=11,
+        cadence=Cadence(300, 900),
+        faults=FaultConfig.parse("all", days=3),
+        truth_points=True,
+    )
+    sim = Simulation(ingest.registry, config)
+    report = await asyncio.to_thread(
+        publish,
+        sim.stream(),
+        host=ingest.endpoints.mqtt_host,
+        port=ingest.endpoints.mqtt_port,
+        client_prefix=f"sim-{ingest.district}",
+    )
+    truth_path = tmp_path / "truth.json"
+    sim.truth.write(truth_path)
+    truth = load_truth(truth_path)
+    assert report.messages == truth["totals"]["messages_published"]
+    assert report.reconnects == sum(1 for f in truth["faults"] if f["fault"] == "disconnect")
+    await ingest.wait_acked(report.messages)
+
+    expected = {(device, ts): values for device, points in truth["points"].items() for ts, values in points.items()}
+    stored = ingest.points()
+    assert len(stored) == truth["totals"]["expected_stored"] == len(expected)
+    assert stored == expected
+    by_reason = ingest.quarantined()
+    assert by_reason == truth["totals"]["expected_quarantined"]
+    assert {"non_finite", "out_of_range", "before_commissioning"} <= set(by_reason)
+    faults = {f["fault"] for f in truth["faults"]}
+    assert {"disconnect", "duplicate", "late", "out_of_order", "malformed", "rollover", "clock_skew"} <= faults
