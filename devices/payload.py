@@ -19,7 +19,6 @@ Values are numbers, or strings for enumerations and identifiers (EV connector st
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,9 +32,9 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
-#: A gateway sends one message per device per publish interval; this bounds the memory one message can take.
-MAX_READINGS_PER_BATCH = 10_000
+from devices.wire import MAX_READINGS_PER_BATCH, SCHEMA_VERSION, encode_batch
+
+__all__ = ["BATCH_ADAPTER", "MAX_READINGS_PER_BATCH", "SCHEMA_VERSION", "Batch", "Envelope", "Reading", "encode_batch"]
 
 Value = StrictFloat | StrictStr
 
@@ -87,21 +86,3 @@ class Envelope(BaseModel):
     seq: tuple[StrictInt, StrictInt]
     units: dict[str, StrictStr] = Field(default_factory=dict)
     readings: Annotated[list[Any], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
-
-
-def encode_batch(
-    device: str, first_seq: int, units: dict[str, str], readings: list[tuple[int, dict[str, float | str]]]
-) -> bytes:
-    """Serialise a batch without building pydantic objects (the publisher's hot path).
-
-    The output is exactly what `Batch` validates; `allow_nan=True` keeps a NaN visible as `NaN` so that ingest
-    quarantines it with a clear reason instead of the publisher crashing on a faulty sensor.
-    """
-    doc = {
-        "v": SCHEMA_VERSION,
-        "device": device,
-        "seq": [first_seq, first_seq + len(readings) - 1],
-        "units": units,
-        "readings": [{"ts": ts, "values": values} for ts, values in readings],
-    }
-    return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()

@@ -35,7 +35,7 @@ from importlib import metadata
 from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
-from devices.payload import SCHEMA_VERSION
+from devices.wire import SCHEMA_VERSION
 from devices.topics import readings_topic, status_topic
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock

@@ -188,9 +188,11 @@ async def _page(request: Request, view: render.View) -> Response:
         return PlainTextResponse(f"no such {view.page}: {view.key}", status_code=404)
     crumbs: list[tuple[str, str]] = []
     heading = view.key
+    tz = "UTC"
     if view.page == "overview":
         d = snap.district(view.key)
         heading = d.name if d else view.key
+        tz = d.timezone if d else tz
         crumbs = [(heading, "")]
     elif view.page == "building":
         found = snap.find_building(view.key)
@@ -213,6 +215,7 @@ async def _page(request: Request, view: render.View) -> Response:
         body=body,
         principal=principal,
         layout=LAYOUTS[view.page],
+        tz=tz,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 

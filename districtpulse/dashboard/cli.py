@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import socket
+from datetime import datetime
 from pathlib import Path
 
 from districtpulse.dashboard.config import ConfigError, DashboardConfig
@@ -22,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="dashboard.toml (see districtpulse/dashboard/config.py)")
     p.add_argument("--host", help="listen address (default: the config's, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: the config's, 8050; 0 = any free port)")
+    p.add_argument(
+        "--as-of",
+        type=datetime.fromisoformat,
+        help="show the district as it was at this moment (ISO 8601 with offset), e.g. the end of a demo day",
+    )
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
 
 
@@ -42,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if args.as_of is not None:
+        if args.as_of.tzinfo is None:
+            log.error("--as-of needs a UTC offset, e.g. 2026-11-22T20:00:00+02:00")
+            return 2
+        pinned = config.dashboard.model_copy(update={"as_of": args.as_of})
+        config = config.model_copy(update={"dashboard": pinned})
     if args.check:
         print(f"dashboard: configuration OK ({len(config.alerts.rule)} alert rules, {len(config.auth.user)} users)")
         return 0

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from devices import DeviceKind, demo_registry_path
 from devices.endpoints import Endpoints
@@ -187,6 +188,16 @@ class DashboardSection(_Model):
     last_seen_lookback_s: int = Field(default=7 * 86400, gt=0, description="how far back to look for a device")
     chart_window_s: int = Field(default=3 * 3600, gt=0)
     chart_step_s: int = Field(default=60, gt=0)
+    as_of: datetime | None = Field(
+        default=None, description="show the district as it was at this moment (a recorded day) instead of now"
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("as_of needs a UTC offset, e.g. 2026-11-22T20:00:00+02:00")
+        return value
 
 
 class InfluxSection(_Model):

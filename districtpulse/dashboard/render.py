@@ -390,6 +390,9 @@ def problem_banner(d: DistrictView) -> str:
 
 def header_info(snapshot: Snapshot, d: DistrictView | None) -> str:
     tz = d.timezone if d else "UTC"
+    if snapshot.pinned:
+        day = datetime.fromtimestamp(snapshot.at_ms / 1000, UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+        return f'<span class="pinned">as of <b id="updated-at">{day}</b></span> <small>{esc(tz)}, recorded</small>'
     return f'updated <b id="updated-at">{clock(snapshot.at_ms, tz)}</b> <small>{esc(tz)}</small>'
 
 
@@ -469,6 +472,7 @@ def page(
     body: Mapping[str, str],
     principal: Principal | None,
     layout: list[list[str]],
+    tz: str = "UTC",
 ) -> str:
     """A full page: header, breadcrumbs and the sections in `layout` (rows of section ids)."""
     crumb_html = " › ".join(f'<a href="{esc(href)}">{esc(text)}</a>' if href else esc(text) for text, href in crumbs)
@@ -492,7 +496,7 @@ def page(
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(heading)} · {esc(title)}</title>
 <link rel="stylesheet" href="/static/vendor/uplot/uPlot.min.css"><link rel="stylesheet" href="/static/app.css">
-</head><body data-page="{esc(view.page)}" data-key="{esc(view.key)}">
+</head><body data-page="{esc(view.page)}" data-key="{esc(view.key)}" data-tz="{esc(tz)}">
 <header><div class="brand">{esc(title)}</div><div class="crumbs">{crumb_html}</div>
 <div class="live"><span id="live-dot" class="dot"></span><span id="live-text">connecting…</span>
 <span id="updated" data-live>{body.get("updated", "")}</span></div><div class="user">{user}</div></header>

@@ -180,6 +180,7 @@ class DistrictView:
 class Snapshot:
     at_ms: int
     districts: tuple[DistrictView, ...]
+    pinned: bool = False  # `as_of` a past moment (a recorded day), not live
 
     def district(self, district_id: str) -> DistrictView | None:
         return next((d for d in self.districts if d.id == district_id), None)
@@ -368,6 +369,10 @@ class Collector:
         self._energy: dict[str, _EnergyCache] = {}
 
     async def collect(self, now_ms: int | None = None) -> Snapshot:
+        """The snapshot at `now_ms`: the configured `as_of`, else the wall clock."""
+        as_of = self.config.dashboard.as_of
+        if now_ms is None and as_of is not None:
+            now_ms = int(as_of.timestamp() * 1000)
         now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         views = []
         for district in self.registry.districts.values():
@@ -376,7 +381,7 @@ class Collector:
             except SinkError as exc:
                 log.warning("district %s: %s", district.id, exc)
                 views.append(self._unavailable(district, now, str(exc)))
-        return Snapshot(now, tuple(views))
+        return Snapshot(now, tuple(views), pinned=as_of is not None)
 
     def _devices(self, district_id: str) -> list[Device]:
         return [d for d in self.registry if d.district == district_id]

@@ -130,3 +130,14 @@ def test_config_errors_say_where(tmp_path: Path, text: str, message: str) -> Non
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         DashboardConfig.load(path)
+
+
+def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from districtpulse.cli import main
+
+    path = tmp_path / "dashboard.toml"
+    path.write_text("[[auth.user]]\nname = 'olga'\nrole = 'operator'\npassword = 'long enough'\n")
+    assert main(["dashboard", "--config", str(path), "--check"]) == 0
+    assert capsys.readouterr().out == "dashboard: configuration OK (6 alert rules, 1 users)\n"
+    assert main(["dashboard", "--config", str(tmp_path / "missing.toml"), "--check"]) == 2
+    assert main(["dashboard", "--config", str(path), "--check", "--as-of", "2026-11-22T20:00:00"]) == 2  # no offset

@@ -172,3 +172,12 @@ async def test_an_unreachable_database_is_a_problem_not_a_crash() -> None:
 def test_status_payloads(payload: bytes, state: str, doc_keys: set[str]) -> None:
     status = parse_status("gw", payload, 1, retained=True)
     assert status.state == state and set(status.doc) == doc_keys
+
+
+async def test_as_of_pins_the_snapshot_to_a_recorded_moment() -> None:
+    pinned = config(dashboard={"as_of": datetime.fromtimestamp(NOW / 1000, UTC)})
+    c = Collector(pinned, Registry.from_toml(REGISTRY), readings(), FakeRejections(), statuses())
+    snap = await c.collect()
+    assert (snap.at_ms, snap.pinned) == (NOW, True)
+    (d,) = snap.districts
+    assert d.figures.grid_power_w == 6500.0  # the same figures as live at that moment

@@ -90,18 +90,21 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     doc = base_doc(device, draw(st.integers(1, 4)))
     for _ in range(draw(st.integers(0, 3))):
         where = draw(st.sampled_from(["value", "metric", "ts", "seq", "unit", "top", "reading", "version", "device"]))
-        reading = draw(st.sampled_from(doc["readings"])) if doc.get("readings") else None
-        if where == "value" and reading is not None:
-            reading["values"][draw(metric_names)] = draw(values_of_any_type)
-        elif where == "metric" and reading is not None and reading["values"]:
-            del reading["values"][draw(st.sampled_from(sorted(reading["values"])))]
+        readings = doc.get("readings")
+        dicts = [r for r in readings if isinstance(r, dict)] if isinstance(readings, list) else []
+        reading = draw(st.sampled_from(dicts)) if dicts else None
+        values = reading.get("values") if reading is not None else None
+        if where == "value" and isinstance(values, dict):
+            values[draw(metric_names)] = draw(values_of_any_type)
+        elif where == "metric" and isinstance(values, dict) and values:
+            del values[draw(st.sampled_from(sorted(values)))]
         elif where == "ts" and reading is not None:
             reading["ts"] = draw(
                 st.one_of(st.integers(-5, 2 * NOW), st.just(NOW + 300_000), st.just(NOW + 300_001), values_of_any_type)
             )
         elif where == "seq":
             doc["seq"] = draw(st.one_of(st.lists(st.integers(-2, 8), max_size=3), values_of_any_type))
-        elif where == "unit":
+        elif where == "unit" and isinstance(doc.get("units"), dict):
             doc["units"][draw(metric_names)] = draw(
                 st.one_of(st.sampled_from(["kWh", "W", "V", ""]), values_of_any_type)
             )

@@ -59,6 +59,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--hide-scrollbars",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(20)
     try:
@@ -194,10 +195,13 @@ def test_live_dashboard_in_a_real_browser(
         assert text("#st-devices .num").replace("\u2009", "") == f"{n - 1}/{n}"
         assert "st-devices" in browser.find_element(By.CSS_SELECTOR, ".tile.bad").get_attribute("id")
 
+        assert browser.find_elements(By.CSS_SELECTOR, "#chart-plot canvas"), "the power chart was not drawn"
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors  # no script error, no failed request for a static file
         time.sleep(1.5)  # one more refresh so the flash of changed tiles has faded
         shot = tmp_path / "dashboard.png"
         height = browser.execute_script("return document.querySelector('main').getBoundingClientRect().bottom + 24")
-        browser.set_window_size(1440, min(max(int(height), 900), 2600))
+        browser.set_window_size(1440, min(max(int(height) + 140, 900), 2600))  # + the window's own chrome
         time.sleep(0.5)
         assert browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 20_000

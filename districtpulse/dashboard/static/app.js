@@ -35,6 +35,7 @@
         y: { range: function (u, min, max) { return [Math.min(0, min), Math.max(1, max * 1.1)]; } }
       },
       legend: { live: false },
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), body.dataset.tz || "UTC"); },
       axes: [{ stroke: "#5b6b7f" }, { stroke: "#5b6b7f", label: "kW", size: 56 }],
       series: [
         {},
