@@ -35,9 +35,9 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.endpoints import Endpoints
-from devices.wire import MAX_READINGS_PER_BATCH
 from devices.registry import Registry, RegistryError
 from devices.topics import check_id
+from devices.wire import MAX_READINGS_PER_BATCH
 from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
 from gateway.errors import ConfigError
 from gateway.spool import SpoolLimits

@@ -35,8 +35,8 @@ from importlib import metadata
 from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
-from devices.wire import SCHEMA_VERSION
 from devices.topics import readings_topic, status_topic
+from devices.wire import SCHEMA_VERSION
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
 from gateway.publisher import Will
