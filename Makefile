@@ -45,6 +45,7 @@ pytest: services
 test: lint typecheck pytest
 
 down:
+	@[ -f .services/demo/dashboard.pid ] && kill "$$(cat .services/demo/dashboard.pid)" 2>/dev/null; rm -f .services/demo/dashboard.pid; true
 	$(BIN)/districtpulse services down
 
 clean: down

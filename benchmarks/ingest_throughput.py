@@ -15,7 +15,7 @@ So that the publishers are never the bottleneck (a Python QoS 1 publisher manage
 connection, and this machine has 2 cores), every stream is published first, by `--publishers` processes
 with a connection each, into the consumer's persistent session while the consumer is away; the clock
 runs from the moment the consumer is subscribed until the last message is acknowledged (ingest's
-`dp_ingest_messages_acked_total` on its /metrics, polled every 0.2 s). The broker of this private instance
+`dp_ingest_messages_acked_total` on its /metrics, polled every 0.05 s). The broker of this private instance
 queues without a message limit (`max_queued_messages 0`; the byte limit stays) so that it holds a whole
 stream of N single-reading messages; the project's template keeps its 200,000.
 
@@ -61,11 +61,11 @@ def registry_toml(devices: int, gateways: int) -> str:
     lines = [f'[[district]]\nid = "{DISTRICT}"\n  [[district.building]]\n  id = "b1"\n  floor_area_m2 = 1000']
     for g in range(gateways):
         lines.append(f'    [[district.building.gateway]]\n    id = "gw{g}"')
-        for d in range(g, devices, gateways):
-            lines.append(
-                f'      [[district.building.gateway.device]]\n      id = "em{d}"\n      kind = "electricity_meter"\n'
-                "      commissioned = 2024-01-01T00:00:00Z"
-            )
+        lines.extend(
+            f'      [[district.building.gateway.device]]\n      id = "em{d}"\n      kind = "electricity_meter"\n'
+            "      commissioned = 2024-01-01T00:00:00Z"
+            for d in range(g, devices, gateways)
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,6 +147,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def service_pids(endpoints: Endpoints) -> dict[str, int]:
+    return {s.name: s.pid for s in services.status(endpoints) if s.pid is not None}
+
+
 def make_session(endpoints: Endpoints, client_id: str, topic: str) -> None:
     """Create a persistent session subscribed to `topic`, then leave: the broker queues for it from now on."""
     import paho.mqtt.client as mqtt
@@ -216,12 +220,15 @@ def raw_influx(endpoints: Endpoints, a: argparse.Namespace) -> float:
                     raise RuntimeError(r.text)
 
     threads = [threading.Thread(target=writer) for _ in range(2)]
+    influxd = service_pids(endpoints)["influxdb"]
+    cpu0 = cpu_seconds(influxd)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    print(f"  raw: {elapsed:.1f} s; CPU-us per point in influxd {(cpu_seconds(influxd) - cpu0) / a.readings * 1e6:.2f}")
     stored = count(endpoints, db)
     if stored != a.readings:
         raise RuntimeError(f"raw: stored {stored} of {a.readings}")
@@ -255,7 +262,7 @@ def run_ingest(
     }
     cmd = [sys.executable, "-m", "ingest", "--registry", str(work / "registry.toml"), "--client-id", client]
     cmd += ["--topic", topic, "--influx-db", db, "--influx-version", "1", "--quarantine", str(work / f"{label}.q")]
-    cmd += ["--metrics-port", "0", "--ready-file", str(ready), "--session-expiry", "3600"]
+    cmd += ["--metrics-port", "0", "--ready-file", str(ready), "--session-expiry", "3600", *a.ingest_arg]
     log = (work / f"{label}.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -265,13 +272,15 @@ def run_ingest(
             time.sleep(0.01)
         t0 = time.perf_counter()
         cpu0 = cpu_seconds(proc.pid)
+        services0 = {n: cpu_seconds(pid) for n, pid in service_pids(endpoints).items()}
         port = int(json.loads(ready.read_text())["metrics_port"])
         while _metric(port, "dp_ingest_messages_acked_total") < sent:
             if proc.poll() is not None:
                 raise RuntimeError(f"ingest exited: {(work / f'{label}.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(proc.pid) - cpu0
+        others = {n: cpu_seconds(pid) - services0[n] for n, pid in service_pids(endpoints).items()}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -280,6 +289,11 @@ def run_ingest(
     if stored != a.readings:
         raise RuntimeError(f"{label}: stored {stored} of {a.readings}")
     influx(endpoints, f'DROP DATABASE "{db}"')
+    print(
+        f"  {label}: {elapsed:.1f} s; CPU-us per reading: ingest {cpu / a.readings * 1e6:.2f}, "
+        + ", ".join(f"{n} {v / a.readings * 1e6:.2f}" for n, v in others.items()),
+        flush=True,
+    )
     return {"per_s": a.readings / elapsed, "seconds": elapsed, "cpu_us_per_reading": cpu / a.readings * 1e6}
 
 
@@ -344,6 +358,8 @@ def main() -> int:
     p.add_argument("--gateways", type=int, default=10)
     p.add_argument("--publishers", type=int, default=4)
     p.add_argument("--per-message", type=int, default=100)
+    p.add_argument("--ingest-arg", action="append", default=[], help="extra argument for `python -m ingest`")
+    p.add_argument("--only", choices=["batched", "single"], help="run one pair of modes (no JSON line)")
     a = p.parse_args()
     if a.readings % a.devices:
         p.error("--readings must be a multiple of --devices")
@@ -360,24 +376,28 @@ def main() -> int:
         services.up(endpoints, log=lambda _: None)
         try:
             print(f"ingest_throughput: {a.readings:,} readings from {a.devices} devices, {a.publishers} publishers")
-            raw = raw_influx(endpoints, a)
-            print(f"raw InfluxDB, 2 writers:        {raw:12,.0f} points/s", flush=True)
-            batched = run_ingest(endpoints, a, work, a.per_message, "batched")
-            print(
-                f"ingest, {a.per_message} readings/message:  {batched['per_s']:12,.0f} readings/s"
-                f"  ({batched['cpu_us_per_reading']:.2f} CPU-us/reading in ingest)",
-                flush=True,
-            )
-            bare = bare_subscriber(endpoints, a, work)
-            print(f"bare paho subscriber (QoS 1):   {bare:12,.0f} msgs/s", flush=True)
-            single = run_ingest(endpoints, a, work, 1, "single")
-            print(
-                f"ingest, 1 reading/message:      {single['per_s']:12,.0f} readings/s"
-                f"  ({single['cpu_us_per_reading']:.2f} CPU-us/reading in ingest)",
-                flush=True,
-            )
+            if a.only != "single":
+                raw = raw_influx(endpoints, a)
+                print(f"raw InfluxDB, 2 writers:        {raw:12,.0f} points/s", flush=True)
+                batched = run_ingest(endpoints, a, work, a.per_message, "batched")
+                print(
+                    f"ingest, {a.per_message} readings/message:  {batched['per_s']:12,.0f} readings/s"
+                    f"  ratio {batched['per_s'] / raw:.3f}",
+                    flush=True,
+                )
+            if a.only != "batched":
+                bare = bare_subscriber(endpoints, a, work)
+                print(f"bare paho subscriber (QoS 1):   {bare:12,.0f} msgs/s", flush=True)
+                single = run_ingest(endpoints, a, work, 1, "single")
+                print(
+                    f"ingest, 1 reading/message:      {single['per_s']:12,.0f} readings/s"
+                    f"  ratio {single['per_s'] / bare:.3f}",
+                    flush=True,
+                )
         finally:
             services.down(endpoints, log=lambda _: None)
+    if a.only:
+        return 0
     result = {
         "batched_readings_per_s": round(batched["per_s"]),
         "raw_influx_points_per_s": round(raw),

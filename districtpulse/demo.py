@@ -5,21 +5,24 @@
     InfluxDB through the numba interval-energy kernel -> `demo: published=N stored=N quarantined=N`
 
 Exits 0 only when stored + quarantined == published, where stored is counted in InfluxDB itself.
-Running it again re-publishes the same day with the same seed: the points overwrite themselves, so the
-counts stay equal (idempotent redelivery, shown end to end).
+The demo owns its simulated day: it first deletes the demo district's raw points of that day, so the
+counts describe this run alone (a run of an older version with other data would otherwise leave points).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bad-readings", type=int, default=5, help="readings made invalid on purpose")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ingest to catch up")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing services")
+    p.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="do not leave the operators' dashboard running on the demo day (default: it runs and its URL is printed)",
+    )
+    p.add_argument("--dashboard-port", type=int, default=8050)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,16 @@ class Counts:
     published: int
     stored: int
     quarantined: int
+
+
+async def _clear_day(endpoints: Endpoints, district: str, start_ms: int, end_ms: int) -> None:
+    async with InfluxV1(InfluxConfig(url=endpoints.influx_url, database=endpoints.influx_db)) as influx:
+        await influx.create_database()
+        for kind in KINDS.values():
+            await influx.query(
+                f"DELETE FROM \"{kind.measurement}\" WHERE \"district\" = '{district}'"
+                f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+            )
 
 
 async def count_stored(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> int:
@@ -132,6 +152,47 @@ def _start_ingest(
     return proc
 
 
+def _start_dashboard(endpoints: Endpoints, registry_path: Path, quarantine: Path, as_of_ms: int, port: int) -> str:
+    """`districtpulse dashboard` in its own session, left running, showing the demo day as of its end.
+
+    A random operator password goes to a 0600 file; the PID to `dashboard.pid` (stop: kill $(cat ...)).
+    """
+    state = endpoints.state_dir / "demo"
+    pid_file = state / "dashboard.pid"
+    if pid_file.exists():  # a dashboard of an earlier demo run: replace it
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    password_file = state / "dashboard-password"
+    password_file.touch(mode=0o600)
+    password = secrets.token_urlsafe(12)
+    password_file.write_text(password + "\n")
+    as_of = datetime.fromtimestamp(as_of_ms / 1000, UTC).isoformat()
+    config = state / "dashboard.toml"
+    config.write_text(
+        f"[dashboard]\nport = {port}\nregistry = {json.dumps(str(registry_path.resolve()))}\n"
+        f"quarantine = {json.dumps(str(quarantine))}\nas_of = {as_of}\n"
+        '[[auth.user]]\nname = "operator"\nrole = "operator"\npassword_env = "DP_DASHBOARD_PASSWORD"\n'
+    )
+    log_path = state / "dashboard.log"
+    env = os.environ | {"DP_DASHBOARD_PASSWORD": password, "DP_INFLUX_DB": endpoints.influx_db}
+    with log_path.open("wb") as log_file:  # this run's lines only: the URL is read back from it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "districtpulse", "dashboard", "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # outlives the demo, and a Ctrl-C of the demo
+        )
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text(errors="replace").splitlines()[::-1]:
+            if line.startswith("dashboard: http"):
+                return line.split(" ", 1)[1]
+        time.sleep(0.1)
+    raise RuntimeError(f"the dashboard did not start (see {log_path})")
+
+
 def run(args: argparse.Namespace) -> int:
     endpoints = Endpoints.from_env()
     services.up(endpoints, install=not args.no_install)
@@ -143,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     for stale in quarantine_path.parent.glob(quarantine_path.name + "*"):
         stale.unlink()  # the demo's own scratch quarantine: this run's rejections only
     started_ms = now_ms()
+    window = DistrictSimulator(registry, day, seed=args.seed, inject_bad_readings=args.bad_readings)
+    asyncio.run(_clear_day(endpoints, district.id, window.start_ms, window.end_ms))
     ingest = _start_ingest(
         endpoints, args.registry, district.id, quarantine_path, endpoints.state_dir / "demo" / "ingest.log"
     )
@@ -177,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             ingest.kill()
     _print_energy(registry, energy)
+    if args.dashboard:
+        url = _start_dashboard(endpoints, args.registry, quarantine_path, sim.end_ms - 1, args.dashboard_port)
+        password_file = endpoints.state_dir / "demo" / "dashboard-password"
+        print(f"demo: dashboard {url} (user operator, password in {password_file})")
     print(f"demo: published={counts.published} stored={counts.stored} quarantined={counts.quarantined}")
     return 0 if counts.stored + counts.quarantined == counts.published else 1
 

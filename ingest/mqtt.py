@@ -91,7 +91,9 @@ class Source(Protocol):
 
     async def start(self) -> None: ...
 
-    async def receive(self) -> list[Message]: ...
+    async def receive(self, wait_s: float | None = None) -> list[Message]: ...
+
+    def wake(self) -> None: ...
 
     def ack(self, messages: Sequence[Message]) -> int: ...
 
@@ -242,8 +244,13 @@ class MqttSource:
         )
         self._client.loop_start()
 
-    async def receive(self) -> list[Message]:
-        """Wait for messages and return all that have arrived (at most `max_buffered_messages`)."""
+    async def receive(self, wait_s: float | None = None) -> list[Message]:
+        """Return every message that has arrived (at most `max_buffered_messages`), waiting for one if there
+        is none; an empty list after `wait_s` seconds or when `wake()` is called.
+
+        No task or future is made per call when messages are waiting: under load this is called once per
+        chunk of messages, so its cost is part of the per-message budget."""
+        assert self._loop is not None
         while True:
             with self._lock:
                 if self._inbox:
@@ -260,7 +267,21 @@ class MqttSource:
             if resync:  # the pipeline has room again and everything buffered is taken: fetch the rest
                 await self._resync()
                 continue
-            await self._ready.wait()
+            if wait_s is not None and wait_s <= 0:
+                return []
+            timer = self._loop.call_later(wait_s, self._ready.set) if wait_s is not None else None
+            try:
+                await self._ready.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            with self._lock:
+                if not self._inbox and not self._shedding:
+                    return []  # timed out or woken
+
+    def wake(self) -> None:
+        """Make a waiting `receive` return (the pipeline calls this when it stops)."""
+        self._ready.set()
 
     async def _resync(self) -> None:
         """Reconnect after shedding: the broker redelivers every unacknowledged message on the new connection."""

@@ -171,7 +171,7 @@ def _payload(live: Live, view: render.View, principal: Principal | None, csrf: s
     body = render.sections(view, snap, live.book.active(), principal, csrf)
     if body is None:
         return None
-    return {"at_ms": snap.at_ms, "sections": body, "chart": render.chart_data(snap, view)}
+    return {"at_ms": snap.at_ms, "pinned": snap.pinned, "sections": body, "chart": render.chart_data(snap, view)}
 
 
 async def _page(request: Request, view: render.View) -> Response:

@@ -496,6 +496,7 @@ def page(
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(heading)} · {esc(title)}</title>
 <link rel="stylesheet" href="/static/vendor/uplot/uPlot.min.css"><link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="/static/favicon.svg">
 </head><body data-page="{esc(view.page)}" data-key="{esc(view.key)}" data-tz="{esc(tz)}">
 <header><div class="brand">{esc(title)}</div><div class="crumbs">{crumb_html}</div>
 <div class="live"><span id="live-dot" class="dot"></span><span id="live-text">connecting…</span>
@@ -510,7 +511,8 @@ def login_page(title: str, error: str | None, next_url: str) -> str:
     message = f'<p class="error">{esc(error)}</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · {esc(title)}</title><link rel="stylesheet" href="/static/app.css"></head>
+<title>Log in · {esc(title)}</title><link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="/static/favicon.svg"></head>
 <body class="login"><form method="post" action="/login" class="login-box">
 <div class="brand">{esc(title)}</div><h1>Operator login</h1>{message}
 <input type="hidden" name="next" value="{esc(next_url)}">

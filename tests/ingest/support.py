@@ -62,12 +62,18 @@ class FakeSource:
     async def start(self) -> None:
         self.subscribed.set()
 
-    async def receive(self) -> list[Message]:
-        while not self._pending:
+    async def receive(self, wait_s: float | None = None) -> list[Message]:
+        if not self._pending:
             self._ready.clear()
-            await self._ready.wait()
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait_s)
+            except TimeoutError:
+                return []
         out, self._pending = self._pending, []
         return out
+
+    def wake(self) -> None:
+        self._ready.set()
 
     def ack(self, messages: Sequence[Message]) -> int:
         self.acked.extend(m for m in messages if m.qos)

@@ -233,7 +233,7 @@ def test_demo_command_accounts_for_every_reading(endpoints: Endpoints, unique_di
     """`districtpulse demo` end to end in its own process and database: the line the README promises."""
     env = os.environ | {"DP_INFLUX_DB": f"demo_{unique_district}", "DP_LOG_LEVEL": "WARNING"}
     proc = subprocess.run(
-        [sys.executable, "-m", "districtpulse", "demo", "--no-install"],
+        [sys.executable, "-m", "districtpulse", "demo", "--no-install", "--no-dashboard"],
         capture_output=True,
         text=True,
         env=env,

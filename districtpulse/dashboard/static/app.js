@@ -69,10 +69,11 @@
   var url = "/events?page=" + encodeURIComponent(body.dataset.page) + "&key=" + encodeURIComponent(body.dataset.key);
   var source = new EventSource(url);
   source.addEventListener("snapshot", function (e) {
-    apply(JSON.parse(e.data));
-    setLive(true, "live");
+    var payload = JSON.parse(e.data);
+    apply(payload);
+    setLive(true, payload.pinned ? "recorded day" : "live");
   });
   source.addEventListener("gone", function () { source.close(); setLive(false, "no longer exists"); });
-  source.onopen = function () { setLive(true, "live"); };
+  source.onopen = function () { setLive(true, "connected"); };
   source.onerror = function () { setLive(false, "reconnecting…"); };
 })();
