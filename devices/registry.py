@@ -6,6 +6,7 @@
       [[district.building]]
       id = "b1"
       floor_area_m2 = 5200
+      retrofit = 2025-10-01          # optional: energy-savings measure in place from this local date
         [[district.building.gateway]]
         id = "gw-b1"
           [[district.building.gateway.device]]
@@ -21,7 +22,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,11 +68,23 @@ class GatewayEntry(_Model):
 
 
 class BuildingEntry(_Model):
+    """A building. `retrofit` is the local date an energy-savings measure took effect: `districtpulse aggregate`
+    then reports metered savings (CalTRACK 2.0 daily, IPMVP option C) with the 365 days before it as the
+    baseline (CalTRACK's rule) and the reporting period from it to the last complete local day."""
+
     id: Id
     name: str = ""
     use: str = "residential"
     floor_area_m2: float = Field(gt=0)
+    retrofit: date | None = Field(default=None, description="local date the savings measure took effect")
     gateway: list[GatewayEntry] = Field(default_factory=list)
+
+    @field_validator("retrofit", mode="before")
+    @classmethod
+    def _plain_date(cls, value: object) -> object:
+        if isinstance(value, datetime):  # a TOML datetime would silently become its date in another zone
+            raise ValueError("retrofit is a local date (YYYY-MM-DD), not a date-time")
+        return value
 
 
 class DistrictEntry(_Model):

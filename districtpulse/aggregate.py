@@ -16,9 +16,18 @@ A day is `final` once its end is older than `--final-after-hours`; before that i
 be revised (revision + 1 whenever its readings change). Energy comes from the cumulative registers through
 `aggregation.interval_energy` (resets, rollovers and glitches handled); an interval counts in the day its
 reading closes, and each day's query starts `LOOKBACK` earlier so the first interval after midnight is kept.
+`coverage` is the share of the day's length spanned by valid intervals (1.0 for a complete day at any
+reading cadence), averaged over a building's meters of the carrier.
+
+Districts with a building `retrofit` date (devices.registry) get two more steps per cycle: days of the
+savings' baseline and reporting periods that are older than the lateness window and have no KPIs yet are
+backfilled once (`backfill`: a month of days per query, a progress bar on a terminal), then
+`districtpulse.savings_job` writes metered savings and CO2 avoided to date (kpi_savings_building,
+kpi_savings, kpi_co2) where the daily KPIs they depend on changed.
 
 Known limit: a correction that overwrites existing points with new values (same count) is not detected;
-re-run with `--recompute` for that.
+re-run with `--recompute` for that. Late data older than the lateness window is not seen either (a backfill
+fills only days without KPIs).
 """
 
 from __future__ import annotations
@@ -34,12 +43,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from aggregation import interval_energy
 from aggregation.co2 import load_factors
+from aggregation.energy import interval_starts
 from devices import KINDS, DeviceKind, Registry, demo_registry_path
 from devices.endpoints import Endpoints
 from devices.registry import DistrictEntry
+from districtpulse import savings_job
+from districtpulse.progress import ProgressBar
 from ingest.influx import InfluxConfig, InfluxV1
 
 log = logging.getLogger("aggregate")
@@ -79,48 +92,113 @@ class DayKpis:
 
 async def count_readings(influx: InfluxV1, district: str, window: DayWindow) -> int:
     """Readings of a district's day in InfluxDB (every raw point has the integer field `seq`)."""
-    measurements = ",".join(f'"{k.measurement}"' for k in KINDS.values())
     series = await influx.query(
-        f'SELECT count("seq") FROM {measurements} WHERE "district" = \'{district}\''
+        f'SELECT count("seq") FROM {_raw_measurements()} WHERE "district" = \'{district}\''
         f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
     )
     return sum(int(row[1]) for s in series for row in s["values"])
 
 
-async def compute_day(influx: InfluxV1, registry: Registry, district: str, window: DayWindow) -> DayKpis:
-    """Energy per building and carrier for one local day, from the registers."""
-    kpis = DayKpis(readings=await count_readings(influx, district, window))
+def _raw_measurements() -> str:
+    return ",".join(f'"{k.measurement}"' for k in KINDS.values())
+
+
+async def count_readings_per_day(influx: InfluxV1, district: str, windows: list[DayWindow]) -> list[int]:
+    """`count_readings` of consecutive days in one query: counts per bucket (1 h, or 15 min where local
+    midnight is not on the hour), summed into the day each bucket starts in. Exact because every local
+    midnight is a bucket boundary; a zone whose midnights are not on a 15-minute grid falls back to a query
+    per day."""
+    edges = [w.start_ms for w in windows] + [windows[-1].end_ms]
+    bucket = next((b for b in (3_600_000, 900_000) if all(e % b == 0 for e in edges)), None)
+    if bucket is None:
+        return [await count_readings(influx, district, w) for w in windows]
+    series = await influx.query(
+        f'SELECT count("seq") FROM {_raw_measurements()} WHERE "district" = \'{district}\''
+        f" AND time >= {edges[0]}ms AND time < {edges[-1]}ms GROUP BY time({bucket // 60_000}m) fill(none)"
+    )
+    counts = [0] * len(windows)
+    starts = np.array(edges[:-1], dtype=np.int64)
+    for s in series:
+        for t, n in s["values"]:
+            counts[int(np.searchsorted(starts, t, side="right")) - 1] += int(n)
+    return counts
+
+
+Registers = dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]
+"""device -> (timestamps, register values) in time order, for one carrier."""
+
+
+async def fetch_registers(influx: InfluxV1, district: str, carrier: str, start_ms: int, end_ms: int) -> Registers:
+    """The register of one carrier of every device of a district in [start_ms, end_ms)."""
+    kind, register = CARRIERS[carrier]
+    series = await influx.query(
+        f'SELECT "{register}" FROM "{KINDS[kind].measurement}" WHERE "district" = \'{district}\''
+        f' AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "device"'
+    )
+    out: Registers = {}
+    for s in series:
+        rows = [(row[0], row[1]) for row in s["values"] if row[1] is not None]
+        if rows:
+            ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            reg = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+            out[s["tags"]["device"]] = (ts, reg)
+    return out
+
+
+def day_kpis(
+    registry: Registry, district: str, window: DayWindow, readings: int, fetched: dict[str, Registers]
+) -> DayKpis:
+    """Energy per building and carrier of one local day from registers that cover at least
+    [start - LOOKBACK, end + LOOKAHEAD) (more is cut off here, so one fetch can serve many days and give
+    exactly what a fetch of the day alone gives).
+
+    Coverage is the share of the day's length spanned by the valid intervals its readings close (averaged
+    over a building's meters of the carrier): 1.0 for a complete day at any reading cadence."""
+    kpis = DayKpis(readings=readings)
     for building in (b for b, (d, _) in registry.buildings.items() if d.id == district):
         for carrier in CARRIERS:
             kpis.energy[(building, carrier)] = 0.0
             kpis.coverage[(building, carrier)] = 0.0
-    for carrier, (kind, register) in CARRIERS.items():
-        series = await influx.query(
-            f'SELECT "{register}" FROM "{KINDS[kind].measurement}" WHERE "district" = \'{district}\''
-            f" AND time >= {window.start_ms - LOOKBACK_MS}ms AND time < {window.end_ms + LOOKAHEAD_MS}ms"
-            ' GROUP BY "device"'
-        )
+    day_ms = window.end_ms - window.start_ms
+    for carrier, per_device in fetched.items():
         devices_in_carrier: dict[str, int] = {}
-        for s in series:
-            device = registry.devices.get(s["tags"]["device"])
+        for device_id, (all_ts, all_reg) in per_device.items():
+            device = registry.devices.get(device_id)
             if device is None or device.submeter_of is not None:
                 continue  # sub-meters are inside their main meter
-            rows = [(row[0], row[1]) for row in s["values"] if row[1] is not None]
-            if not rows:
+            lo, hi = np.searchsorted(all_ts, [window.start_ms - LOOKBACK_MS, window.end_ms + LOOKAHEAD_MS])
+            if lo == hi:
                 continue
-            ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            reg = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+            ts, reg = all_ts[lo:hi], all_reg[lo:hi]
             result = interval_energy(ts, reg, max_power_w=device.max_power_w, rollover=device.register_rollover_kwh)
             in_day = (ts >= window.start_ms) & (ts < window.end_ms)
             key = (device.building, carrier)
-            kpis.energy[key] += float(np.nansum(result.energy_kwh[in_day]))
-            covered = np.isfinite(result.energy_kwh[in_day]).sum()
-            kpis.coverage[key] += float(covered)
+            energy = result.energy_kwh[in_day]
+            kpis.energy[key] += float(np.nansum(energy))
+            spans = ts[in_day] - interval_starts(ts, result.events)[in_day]
+            kpis.coverage[key] += float(spans[np.isfinite(energy)].sum()) / day_ms
             devices_in_carrier[device.building] = devices_in_carrier.get(device.building, 0) + 1
         for building, n in devices_in_carrier.items():
-            key = (building, carrier)
-            kpis.coverage[key] = kpis.coverage[key] / (n * 1440)  # share of minutes with a valid interval
+            kpis.coverage[(building, carrier)] /= n
     return kpis
+
+
+async def compute_day(influx: InfluxV1, registry: Registry, district: str, window: DayWindow) -> DayKpis:
+    """Energy per building and carrier for one local day, from the registers."""
+    readings = await count_readings(influx, district, window)
+    start, end = window.start_ms - LOOKBACK_MS, window.end_ms + LOOKAHEAD_MS
+    fetched = {c: await fetch_registers(influx, district, c, start, end) for c in CARRIERS}
+    return day_kpis(registry, district, window, readings, fetched)
+
+
+async def compute_days(influx: InfluxV1, registry: Registry, district: str, windows: list[DayWindow]) -> list[DayKpis]:
+    """`compute_day` of consecutive days, with one count query and one register query per carrier for the
+    whole run instead of six queries per day (a year of backfill then takes seconds). Keep the
+    run short (`BACKFILL_CHUNK_DAYS`): the registers of the whole run are held in memory."""
+    counts = await count_readings_per_day(influx, district, windows)
+    start, end = windows[0].start_ms - LOOKBACK_MS, windows[-1].end_ms + LOOKAHEAD_MS
+    fetched = {c: await fetch_registers(influx, district, c, start, end) for c in CARRIERS} if any(counts) else {}
+    return [day_kpis(registry, district, w, n, fetched) for w, n in zip(windows, counts, strict=True)]
 
 
 def district_line(
@@ -194,11 +272,125 @@ async def stored_state(influx: InfluxV1, district: str, window: DayWindow) -> St
     return None
 
 
+async def stored_days(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> set[int]:
+    """Start (ms) of every day in [start_ms, end_ms) that has its district KPIs."""
+    series = await influx.query(
+        f'SELECT "revision" FROM "kpi_district" WHERE "district" = \'{district}\''
+        f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+    )
+    return {int(row[0]) for s in series for row in s["values"]}
+
+
 @dataclass(slots=True)
 class CycleReport:
     recomputed: list[tuple[str, date, int]] = field(default_factory=list)  # (district, day, revision)
     finalised: list[tuple[str, date]] = field(default_factory=list)
     unchanged: int = 0
+    backfilled: list[tuple[str, date]] = field(default_factory=list)  # (district, day) computed for the first time
+    savings: list[savings_job.MeterSavings] = field(default_factory=list)  # points written, one per meter
+
+
+def day_lines(
+    district: DistrictEntry,
+    window: DayWindow,
+    kpis: DayKpis,
+    *,
+    status: str,
+    revision: int,
+    computed_at: int,
+    n_devices: int,
+    expected_interval_s: int,
+) -> list[str]:
+    """The kpi_energy lines and the kpi_district line of one day."""
+    expected = n_devices * (window.end_ms - window.start_ms) // (expected_interval_s * 1000)
+    lines = energy_lines(district.id, window, kpis, status=status, revision=revision, computed_at=computed_at)
+    lines.append(
+        district_line(
+            district,
+            window,
+            kpis,
+            status=status,
+            revision=revision,
+            expected_readings=expected,
+            computed_at=computed_at,
+        )
+    )
+    return lines
+
+
+def _status(window: DayWindow, now_ms: int, final_after_hours: float) -> str:
+    return "final" if now_ms >= window.end_ms + final_after_hours * 3_600_000 else "provisional"
+
+
+BACKFILL_CHUNK_DAYS = 31
+"""Days computed per fetch in a backfill: a month of registers in memory at a time."""
+
+
+def _runs(windows: list[DayWindow], max_len: int) -> list[list[DayWindow]]:
+    """Consecutive days in runs of at most `max_len` (a batched count needs consecutive days)."""
+    runs: list[list[DayWindow]] = []
+    for w in windows:
+        if runs and len(runs[-1]) < max_len and runs[-1][-1].end_ms == w.start_ms:
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    return runs
+
+
+async def backfill(
+    influx: InfluxV1,
+    registry: Registry,
+    district: DistrictEntry,
+    first: date,
+    last: date,
+    *,
+    now_ms: int,
+    final_after_hours: float,
+    expected_interval_s: int = 60,
+    progress: bool | None = None,
+) -> list[date]:
+    """Compute the daily KPIs of every day in [first, last] that has readings but no KPIs yet (revision 1),
+    a month per fetch; returns the days written. Days that already have KPIs are left to the lateness
+    window (`--days`): a backfill fills gaps once, it does not re-check old days. A backfill of more than a
+    month draws a progress bar on stderr (on a terminal, or always with `progress=True`)."""
+    zone = ZoneInfo(district.timezone)
+    windows = [local_day(zone, first + timedelta(days=i)) for i in range((last - first).days + 1)]
+    if not windows:
+        return []
+    have = await stored_days(influx, district.id, windows[0].start_ms, windows[-1].end_ms)
+    missing = [w for w in windows if w.start_ms not in have]
+    runs = _runs(missing, BACKFILL_CHUNK_DAYS)
+    bar = ProgressBar(
+        len(missing), label=f"backfill {district.id}", unit="days", enabled=None if len(runs) > 1 else False
+    )
+    if progress is not None:
+        bar.enabled = progress
+    n_devices = sum(1 for d in registry if d.district == district.id)
+    done: list[date] = []
+    for run in runs:
+        lines: list[str] = []
+        for window, kpis in zip(run, await compute_days(influx, registry, district.id, run), strict=True):
+            if kpis.readings == 0:
+                continue
+            status = _status(window, now_ms, final_after_hours)
+            lines += day_lines(
+                district,
+                window,
+                kpis,
+                status=status,
+                revision=1,
+                computed_at=now_ms,
+                n_devices=n_devices,
+                expected_interval_s=expected_interval_s,
+            )
+            done.append(window.day)
+        if lines:
+            await influx.write("\n".join(lines).encode())
+        bar.advance(len(run))
+    bar.close()
+    if done:
+        log.info("days backfilled", extra={"fields": {"district": district.id, "days": len(done)}})
+    return done
 
 
 async def run_cycle(
@@ -210,8 +402,10 @@ async def run_cycle(
     now_ms: int,
     expected_interval_s: int = 60,
     recompute: bool = False,
+    progress: bool | None = None,
 ) -> CycleReport:
-    """One pass over the lateness window of every district."""
+    """One pass over every district: the lateness window of daily KPIs, then for districts with retrofits the
+    backfill of the older days their savings need, then the savings of the window's complete days."""
     report = CycleReport()
     for district in registry.districts.values():
         zone = ZoneInfo(district.timezone)
@@ -221,7 +415,7 @@ async def run_cycle(
             window = local_day(zone, today - timedelta(days=offset))
             if window.start_ms > now_ms:
                 continue
-            status = "final" if now_ms >= window.end_ms + final_after_hours * 3_600_000 else "provisional"
+            status = _status(window, now_ms, final_after_hours)
             previous = await stored_state(influx, district.id, window)
             count = await count_readings(influx, district.id, window)
             if count == 0 and previous is None:
@@ -236,18 +430,15 @@ async def run_cycle(
                 revision = 1 if previous is None else previous.revision + 1
                 report.recomputed.append((district.id, window.day, revision))
             kpis = await compute_day(influx, registry, district.id, window)
-            expected = n_devices * (window.end_ms - window.start_ms) // (expected_interval_s * 1000)
-            lines = energy_lines(district.id, window, kpis, status=status, revision=revision, computed_at=now_ms)
-            lines.append(
-                district_line(
-                    district,
-                    window,
-                    kpis,
-                    status=status,
-                    revision=revision,
-                    expected_readings=expected,
-                    computed_at=now_ms,
-                )
+            lines = day_lines(
+                district,
+                window,
+                kpis,
+                status=status,
+                revision=revision,
+                computed_at=now_ms,
+                n_devices=n_devices,
+                expected_interval_s=expected_interval_s,
             )
             await influx.write("\n".join(lines).encode())
             log.info(
@@ -262,6 +453,24 @@ async def run_cycle(
                     }
                 },
             )
+        found = savings_job.retrofits(registry, district.id)
+        if not found or min(r.day for r in found) >= today:
+            continue  # no reporting day yet
+        backfilled = await backfill(
+            influx,
+            registry,
+            district,
+            savings_job.first_day(found),
+            today - timedelta(days=days + 1),
+            now_ms=now_ms,
+            final_after_hours=final_after_hours,
+            expected_interval_s=expected_interval_s,
+            progress=progress,
+        )
+        report.backfilled += [(district.id, day) for day in backfilled]
+        report.savings += await savings_job.update_savings(
+            influx, registry, district, today=today, days=days, now_ms=now_ms
+        )
     return report
 
 
@@ -275,6 +484,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=60.0, help="seconds between cycles")
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
     p.add_argument("--recompute", action="store_true", help="recompute every day in the window")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr for long backfills (default: when stderr is a terminal)",
+    )
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -292,10 +507,11 @@ async def _main(args: argparse.Namespace) -> int:
                 final_after_hours=args.final_after_hours,
                 now_ms=time.time_ns() // 1_000_000,
                 recompute=args.recompute,
+                progress=args.progress,
             )
             print(
                 f"aggregate: recomputed={len(report.recomputed)} finalised={len(report.finalised)} "
-                f"unchanged={report.unchanged}",
+                f"unchanged={report.unchanged} backfilled={len(report.backfilled)} savings={len(report.savings)}",
                 flush=True,
             )
             if args.once:

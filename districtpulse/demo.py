@@ -30,7 +30,7 @@ import numpy as np
 from aggregation import interval_energy
 from devices import KINDS, DeviceKind, Registry, demo_registry_path
 from devices.endpoints import Endpoints
-from districtpulse import services
+from districtpulse import demo_savings, services
 from ingest.influx import InfluxConfig, InfluxV1
 from ingest.quarantine import Quarantine, now_ms
 from simulators import DistrictSimulator, publish_messages, yesterday
@@ -50,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="do not leave the operators' dashboard running on the demo day (default: it runs and its URL is printed)",
     )
     p.add_argument("--dashboard-port", type=int, default=8050)
+    p.add_argument(
+        "--no-savings",
+        dest="savings",
+        action="store_false",
+        help="skip the savings history (a baseline year and 90 reporting days, hourly, written to InfluxDB)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,7 @@ async def _clear_day(endpoints: Endpoints, district: str, start_ms: int, end_ms:
         await influx.create_database()
         for kind in KINDS.values():
             await influx.query(
-                f"DELETE FROM \"{kind.measurement}\" WHERE \"district\" = '{district}'"
+                f'DELETE FROM "{kind.measurement}" WHERE "district" = \'{district}\''
                 f" AND time >= {start_ms}ms AND time < {end_ms}ms"
             )
 
@@ -240,12 +246,27 @@ def run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             ingest.kill()
     _print_energy(registry, energy)
+    if args.savings:
+        s = asyncio.run(_savings(endpoints, registry, district.id, day, args.seed))
+        print(
+            f"demo: savings history: {s.readings} hourly readings, {len(s.report.backfilled)} days of KPIs,"
+            f" retrofit {demo_savings.REPORTING_DAYS} days before {day}, in {s.seconds:.1f} s"
+        )
+        if s.savings_kwh is not None and s.avoided_kg is not None:
+            print(f"demo: savings to date {s.savings_kwh:,.0f} kWh, CO2 avoided {s.avoided_kg:,.0f} kg")
     if args.dashboard:
         url = _start_dashboard(endpoints, args.registry, quarantine_path, sim.end_ms - 1, args.dashboard_port)
         password_file = endpoints.state_dir / "demo" / "dashboard-password"
         print(f"demo: dashboard {url} (user operator, password in {password_file})")
     print(f"demo: published={counts.published} stored={counts.stored} quarantined={counts.quarantined}")
     return 0 if counts.stored + counts.quarantined == counts.published else 1
+
+
+async def _savings(
+    endpoints: Endpoints, registry: Registry, district: str, day: date, seed: int
+) -> demo_savings.Summary:
+    async with InfluxV1(InfluxConfig(url=endpoints.influx_url, database=endpoints.influx_db)) as influx:
+        return await demo_savings.run(influx, registry, district, day, seed=seed)
 
 
 async def _settle(

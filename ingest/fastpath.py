@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
@@ -31,6 +32,9 @@ def _string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_MAX_FLOAT = 1.7976931348623157e308
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     """What the fast path checks a device's messages against, computed once per registry."""
@@ -38,12 +42,17 @@ class _Target:
     device: Device
     key: str  #: measurement and tags: the line protocol prefix
     min_ts: int
-    #: float metric -> (min, max, unit or None)
-    floats: dict[str, tuple[float, float, str | None]]
-    #: string metric -> (choices or None, max length, unit or None)
-    strings: dict[str, tuple[frozenset[str] | None, int, str | None]]
-    #: metric -> its unit, for the metrics that have one
+    #: float metric -> (min, max), infinite bounds replaced by the largest finite float, so that one chained
+    #: comparison also refuses NaN and infinities
+    floats: dict[str, tuple[float, float]]
+    #: string metric -> (choices or None, max length)
+    strings: dict[str, tuple[frozenset[str] | None, int]]
+    #: metric -> its unit, for the metrics that have one (a reading may use them only if the batch declares it)
     units: dict[str, str]
+
+
+def _finite(bound: float, default: float) -> float:
+    return bound if math.isfinite(bound) else default
 
 
 class FastPath:
@@ -56,8 +65,12 @@ class FastPath:
                 device=device,
                 key=series_key(device),
                 min_ts=max(0, device.commissioned_ms),
-                floats={n: (m.min, m.max, m.unit) for n, m in metrics.items() if m.type == "float"},
-                strings={n: (m.choices, m.max_length, m.unit) for n, m in metrics.items() if m.type != "float"},
+                floats={
+                    n: (_finite(m.min, -_MAX_FLOAT), _finite(m.max, _MAX_FLOAT))
+                    for n, m in metrics.items()
+                    if m.type == "float"
+                },
+                strings={n: (m.choices, m.max_length) for n, m in metrics.items() if m.type != "float"},
                 units={n: m.unit for n, m in metrics.items() if m.unit is not None},
             )
             self._targets[readings_topic(device.district, device.gateway, device.id, device.kind)] = target
@@ -68,8 +81,8 @@ class FastPath:
         if target is None:
             return None
         try:
-            doc = json.loads(payload.decode())
-        except ValueError:  # includes UnicodeDecodeError and JSONDecodeError
+            doc = _loads(payload)
+        except ValueError:  # includes UnicodeDecodeError, JSONDecodeError and orjson.JSONDecodeError
             return None
         if type(doc) is not dict or not (_REQUIRED <= doc.keys() <= _ALLOWED):
             return None
@@ -86,33 +99,49 @@ class FastPath:
             return None
         known_units = target.units
         for name, unit in units.items():
-            if known_units.get(name) != unit or type(unit) is not str:
+            if type(unit) is not str or known_units.get(name) != unit:
                 return None
-        floats, strings, key = target.floats, target.strings, target.key
-        min_ts, max_ts = target.min_ts, now_ms + self.max_future_ms
-        isfinite = math.isfinite
+        floats, strings = target.floats, target.strings
+        if len(units) != len(known_units):  # a metric whose unit is not declared may not appear
+            floats = {k: v for k, v in floats.items() if k in units or k not in known_units}
+            strings = {k: v for k, v in strings.items() if k in units or k not in known_units}
+        key, min_ts, max_ts = target.key, target.min_ts, now_ms + self.max_future_ms
         out: list[str] = []
-        for i, reading in enumerate(readings):
-            if type(reading) is not dict or reading.keys() != _READING_KEYS:
-                return None
-            ts, values = reading["ts"], reading["values"]
-            if type(ts) is not int or not min_ts <= ts <= max_ts or type(values) is not dict or not values:
-                return None
-            fields = []
-            for name, value in values.items():
-                spec = floats.get(name)
-                if spec is not None:
-                    if type(value) is not float or not isfinite(value) or not spec[0] <= value <= spec[1]:
-                        return None
-                    if spec[2] is not None and name not in units:
-                        return None
-                    fields.append(f"{name}={value!r}")
-                    continue
-                sspec = strings.get(name)
-                if sspec is None or type(value) is not str or len(value) > sspec[1]:
+        append = out.append
+        try:
+            for i, reading in enumerate(readings):
+                if type(reading) is not dict or len(reading) != 2:
                     return None
-                if (sspec[0] is not None and value not in sspec[0]) or (sspec[2] is not None and name not in units):
+                ts, values = reading["ts"], reading["values"]  # KeyError: another key than these two
+                if type(ts) is not int or not min_ts <= ts <= max_ts or type(values) is not dict or not values:
                     return None
-                fields.append(f"{name}={_string_field(value)}")
-            out.append(f"{key} {','.join(fields)},seq={first + i}i {ts}")
+                fields = []
+                for name, value in values.items():
+                    bounds = floats.get(name)
+                    if bounds is not None:
+                        if type(value) is not float or not bounds[0] <= value <= bounds[1]:
+                            return None
+                        fields.append(f"{name}={value!r}")
+                        continue
+                    spec = strings.get(name)
+                    if spec is None or type(value) is not str or len(value) > spec[1]:
+                        return None
+                    if spec[0] is not None and value not in spec[0]:
+                        return None
+                    fields.append(f"{name}={_string_field(value)}")
+                append(f"{key} {','.join(fields)},seq={first + i}i {ts}")
+        except KeyError:
+            return None
         return target.device, out
+
+
+def _json_loads(payload: bytes) -> object:
+    return json.loads(payload.decode())
+
+
+try:  # orjson parses about 2.5 times faster; it refuses NaN and invalid UTF-8, which the slow path then explains
+    import orjson
+
+    _loads: Callable[[bytes], object] = orjson.loads
+except ImportError:  # pragma: no cover - the server extra installs it
+    _loads = _json_loads

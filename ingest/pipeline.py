@@ -12,9 +12,10 @@ A message is acknowledged only when every reading in it is in InfluxDB or in qua
 Memory is bounded twice. The MQTT Receive Maximum bounds the messages the broker hands us before we
 acknowledge them, and `max_inflight_readings` bounds the validated readings held between validation and
 acknowledgement (`IngestStats.inflight_readings`, with its high-water mark): when the cap is reached the
-receive loop stops taking messages, the unacknowledged window fills, and the broker keeps the backlog. So
-while InfluxDB is down the consumer holds at most the cap (plus the one message being admitted and at most
-Receive Maximum raw payloads), however long the outage.
+receive loop stops taking messages, the source's bounded buffer fills, and the broker keeps the backlog
+(see `ingest.mqtt` for why our own bound backs up Receive Maximum). So while InfluxDB is down the consumer
+holds at most the cap, plus the message being admitted and `max_buffered_messages` raw payloads, however
+long the outage.
 
 Shutdown is ordered: stop taking input, flush the partial batch, let the writers drain, then disconnect. The
 drain has a deadline (`drain_timeout_s`): if InfluxDB is down at shutdown the writers are cancelled when it
@@ -34,11 +35,12 @@ from pathlib import Path
 from devices import Registry, Rejection, validate_message
 from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
-from ingest.influx import InfluxConfig, InfluxV1, Writer
+from ingest.influx import InfluxConfig, Writer
 from ingest.lineprotocol import encode_readings, series_key
 from ingest.mqtt import Message, MqttConfig, MqttSource, Source
 from ingest.quarantine import Quarantine, QuarantineEntry, now_ms
 from ingest.retry import Backoff
+from ingest.writers import writer_for
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ class IngestSettings:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     batch_readings: int = 5000
     batch_interval_s: float = 0.2
-    writers: int = 2
+    #: concurrent write requests: InfluxDB works on several at once, so while ingest builds the next batch
+    #: both of its cores stay busy (4 measured ~15 % faster than 2 on a 2-core machine)
+    writers: int = 4
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
     #: Validated readings held until acknowledged, at most (see the module docstring).
@@ -110,6 +114,8 @@ class Observer:
 
 
 _NO_REJECTIONS: frozenset[int] = frozenset()
+#: How long the receive loop may validate without letting the event loop serve the writers.
+_YIELD_EVERY_S = 0.002
 
 
 @dataclass(slots=True, eq=False)
@@ -156,7 +162,7 @@ class Pipeline:
         self.observer = observer if observer is not None else Observer()
         self.source: Source = source if source is not None else MqttSource(settings.mqtt)
         self.quarantine = Quarantine(settings.quarantine, max_rows=settings.quarantine_max_rows)
-        self.writer: Writer = writer if writer is not None else InfluxV1(settings.influx)
+        self.writer: Writer = writer if writer is not None else writer_for(settings.influx)
         self.backoff = Backoff(base_s=settings.retry_base_s, max_s=settings.retry_max_s)
         #: how the writers wait between retries (a test records the delays instead of waiting)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -230,10 +236,6 @@ class Pipeline:
         if self._batch.parts:
             full, self._batch = self._batch, _Batch()
             await self._queue.put(full)
-            # put() does not yield while the queue has room, and validating a chunk of messages can take
-            # hundreds of milliseconds: yield so the writers send this batch now, while the next is built,
-            # instead of InfluxDB idling until the whole chunk is validated.
-            await asyncio.sleep(0)
 
     async def _take(self, messages: list[Message], stop: asyncio.Event) -> bool:
         """Validate messages one by one into the current batch, admitting each under the in-flight cap.
@@ -252,8 +254,14 @@ class Pipeline:
                 self.stats.messages_acked += self.source.ack(settled)
                 settled.clear()
 
+        yielded = time.monotonic()
         try:
             for msg in messages:
+                if time.monotonic() - yielded > _YIELD_EVERY_S:
+                    # A chunk can hold a thousand messages: let the writers' HTTP exchanges progress while
+                    # it is validated, or InfluxDB idles until the whole chunk is done.
+                    await asyncio.sleep(0)
+                    yielded = time.monotonic()
                 part = self._validate(msg, now, rejected)
                 if part is None:
                     settled.append(msg)

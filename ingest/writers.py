@@ -68,8 +68,13 @@ def make_writer(config: InfluxConfig, version: str) -> Writer:
     raise ValueError(f"unknown InfluxDB version {version!r}")
 
 
-async def open_writer(config: InfluxConfig) -> Writer:
+def writer_for(config: InfluxConfig) -> Writer:
     """The writer the configuration asks for (nothing is contacted yet)."""
     if config.version == "auto":
         return AutoWriter(config)
     return make_writer(config, config.version)
+
+
+async def open_writer(config: InfluxConfig) -> Writer:
+    """`writer_for`, for callers that are already in the event loop."""
+    return writer_for(config)

@@ -338,6 +338,8 @@ def ingest_process(
             str(ready),
             "--session-expiry",
             "600",
+            "--metrics-port",
+            "0",
             *extra,
         ],
         stdout=log,

@@ -86,3 +86,11 @@ def test_check_prints_the_effective_configuration_without_secrets(
     assert "batch_readings" in capsys.readouterr().err
     assert cli.run(_args("--config", str(tmp_path / "missing.toml"), "--check")) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_the_example_configuration_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(cli.__file__).with_name("ingest.example.toml")
+    assert cli.run(_args("--config", str(example), "--check")) == 0
+    doc = json.loads(capsys.readouterr().out)["config"]
+    assert doc["mqtt"]["topics"] == ["$share/ingest/dp/v1/+/+/+/+"]
+    assert doc["writers"] == 4 and doc["influx"]["version"] == "auto"

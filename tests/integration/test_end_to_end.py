@@ -251,6 +251,9 @@ def test_demo_command_accounts_for_every_reading(endpoints: Endpoints, unique_di
         assert stored == published - quarantined
         table = proc.stdout
         assert "Harbour Block A" in table and "Canal Office" in table
+        savings = re.search(r"demo: savings to date ([\d,]+) kWh, CO2 avoided ([\d,]+) kg", proc.stdout)
+        assert savings, proc.stdout  # the demo's baseline year was modelled and its savings written
+        assert float(savings.group(1).replace(",", "")) > 0
     finally:
         httpx.post(f"{endpoints.influx_url}/query", data={"q": f'DROP DATABASE "demo_{unique_district}"'})
         json.dumps(None)
