@@ -17,7 +17,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
 
 
-@pytest.mark.parametrize("command", ["services", "demo", "gateway", "ingest", "simulate"])
+@pytest.mark.parametrize(
+    "command", ["services", "demo", "gateway", "ingest", "quarantine", "simulate", "aggregate", "savings", "dashboard"]
+)
 def test_every_subcommand_has_help(command: str) -> None:
     proc = run("-m", "districtpulse", command, "--help")
     assert proc.returncode == 0, proc.stderr
