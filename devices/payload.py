@@ -4,6 +4,7 @@
       "v": 1,                                  schema version
       "device": "b1-em-main",                  must equal the device level of the topic
       "seq": [1041, 1055],                     per-device sequence numbers of the first and last reading
+      "clock": "unsynced",                     optional: absent when the gateway clock was synchronised
       "units": {"energy_import": "kWh", ...},  the unit of every metric that has one
       "readings": [
         {"ts": 1763856000000, "values": {"energy_import": 81234.5, "power": 1830.0}},
@@ -15,6 +16,14 @@
 ingest): a redelivered reading then lands on the same InfluxDB point and overwrites it instead of adding a
 duplicate. Reading `i` carries sequence number `seq[0] + i`, so ingest can see gaps per device.
 Values are numbers, or strings for enumerations and identifiers (EV connector status, session id).
+
+`clock` (added to v1 compatibly: a batch without it means what it always meant) says that every reading of the
+batch was stamped while the gateway's clock was not known to be synchronised (a Raspberry Pi has no real-time
+clock: after a boot it runs on a saved or 1970 time until NTP syncs). Its only value is `"unsynced"`; a
+gateway splits its messages where the state changes, so one flag per batch is exact. Ingest still stores such
+readings when their time is plausible (not in the future, not before the device was commissioned), with a
+field `clock_unsynced=true` on each point so that operators and aggregation can filter them; each `Reading`
+of such a batch reports it as `Reading.clock_unsynced`, which is not part of the reading's own JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -32,9 +42,18 @@ from pydantic import (
     model_validator,
 )
 
-from devices.wire import MAX_READINGS_PER_BATCH, SCHEMA_VERSION, encode_batch
+from devices.wire import CLOCK_UNSYNCED, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, encode_batch
 
-__all__ = ["BATCH_ADAPTER", "MAX_READINGS_PER_BATCH", "SCHEMA_VERSION", "Batch", "Envelope", "Reading", "encode_batch"]
+__all__ = [
+    "BATCH_ADAPTER",
+    "CLOCK_UNSYNCED",
+    "MAX_READINGS_PER_BATCH",
+    "SCHEMA_VERSION",
+    "Batch",
+    "Envelope",
+    "Reading",
+    "encode_batch",
+]
 
 Value = StrictFloat | StrictStr
 
@@ -46,6 +65,25 @@ class Reading(BaseModel):
 
     ts: Annotated[StrictInt, Field(ge=0, description="milliseconds since the Unix epoch, UTC")]
     values: Annotated[dict[str, Value], Field(min_length=1)]
+    #: Set from the batch's `clock` field (see the module docstring), never from the reading's JSON.
+    _clock_unsynced: bool = PrivateAttr(default=False)
+
+    @property
+    def clock_unsynced(self) -> bool:
+        """True when the reading came in a batch stamped by an unsynchronised clock."""
+        return self._clock_unsynced
+
+    def flagged_unsynced(self) -> Reading:
+        """This reading as part of a `"clock": "unsynced"` batch (a copy: a reading object may be shared)."""
+        if self._clock_unsynced:
+            return self
+        copy = self.model_copy()
+        copy._clock_unsynced = True
+        return copy
+
+
+#: The batch-level `clock` field: absent (None) means synchronised.
+ClockFlag = Literal["unsynced"] | None
 
 
 class Batch(BaseModel):
@@ -56,6 +94,7 @@ class Batch(BaseModel):
     schema_version: Annotated[Literal[1], Field(alias="v")]
     device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     seq: tuple[StrictInt, StrictInt]
+    clock: ClockFlag = None
     units: dict[str, StrictStr] = Field(default_factory=dict)
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
 
@@ -66,10 +105,13 @@ class Batch(BaseModel):
             raise ValueError(
                 f"seq [{first}, {last}] must be non-negative and cover exactly the {len(self.readings)} readings"
             )
+        if self.clock == CLOCK_UNSYNCED:
+            self.readings[:] = [r.flagged_unsynced() for r in self.readings]
         return self
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
+        """The wire form: a synchronised batch has no `clock` field (None is the only optional value)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
 BATCH_ADAPTER: TypeAdapter[Batch] = TypeAdapter(Batch)
@@ -84,5 +126,6 @@ class Envelope(BaseModel):
     schema_version: Annotated[Literal[1], Field(alias="v")]
     device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     seq: tuple[StrictInt, StrictInt]
+    clock: ClockFlag = None
     units: dict[str, StrictStr] = Field(default_factory=dict)
     readings: Annotated[list[Any], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]

@@ -4,6 +4,10 @@
 reading (or per message) that did not, each with a reason code from `Reason` and a human-readable detail.
 One bad reading never costs the rest of its batch: a batch that fails schema validation as a whole is
 re-validated reading by reading, and only the offending readings are rejected.
+
+A batch's `"clock": "unsynced"` flag is not a reason to reject: every good reading of such a batch (salvaged
+ones too) reports `Reading.clock_unsynced`, and its time is checked like any other, so a reading stamped at a
+pre-boot time (1970) is rejected as `before_commissioning` and never stored.
 """
 
 from __future__ import annotations
@@ -224,6 +228,8 @@ def validate_message(
     first_seq = header.seq[0]
     max_ts = now_ms + max_future_ms
     min_ts = device.commissioned_ms
+    if batch is None and envelope is not None and envelope.clock is not None:  # salvaged: not flagged by Batch
+        salvaged = [(i, reading.flagged_unsynced()) for i, reading in salvaged]
     indexed = enumerate(batch.readings) if batch is not None else salvaged
     for i, reading in indexed:
         problem: tuple[Reason, str] | None = None

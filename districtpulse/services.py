@@ -9,6 +9,10 @@ Why the project starts its own services instead of using the system ones:
   `apt-get install` may have started on 1883 and 8086;
 * no root daemons: both run as the current user, bound to 127.0.0.1 only.
 
+Secure mode (`up --secure`, `SecureBroker`) runs the same Mosquitto with a TLS-only listener on its own port
+(DP_MQTT_TLS_PORT), client certificates, passwords and per-gateway topic ACLs generated from the registry by
+`districtpulse.security`; the probes then authenticate as the broker's `_probe` user, which may touch no topic.
+
 Nothing here needs more than the standard library, so it works on a machine where the server extras
 (numba, ...) are not installed yet. It relies on Linux /proc to recognise its own processes: a pid file
 alone is not proof (pids are reused), so a process counts as ours only if /proc/<pid>/cmdline is the
@@ -29,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from districtpulse import security
 from districtpulse.config import Endpoints
 
 Log = Callable[[str], None]
@@ -52,6 +58,7 @@ STOP_TIMEOUT = 15.0
 KILL_TIMEOUT = 5.0
 LOG_TAIL_LINES = 25
 STATUS_EXIT_NOT_RUNNING = 3
+DEFAULT_MQTT_TLS_PORT = 18883
 
 # Starts the service in the background and prints its pid. The shell is the only child of this process and
 # exits at once, so the service is re-parented away from us: a long-lived caller (pytest, the demo) never
@@ -82,6 +89,30 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SecureBroker:
+    """`up --secure`: Mosquitto with TLS only on `tls_port`, passwords and ACLs for the registry's gateways.
+
+    Its own port, so that a secure instance (another state dir) runs beside the plain one on the same machine.
+    `registry` None means the demo registry.
+    """
+
+    tls_port: int = DEFAULT_MQTT_TLS_PORT
+    registry: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, *, registry: Path | None = None) -> SecureBroker:
+        env = os.environ if environ is None else environ
+        return cls(int(env.get("DP_MQTT_TLS_PORT", DEFAULT_MQTT_TLS_PORT)), registry)
+
+    def registry_path(self) -> Path:
+        if self.registry is not None:
+            return self.registry
+        from devices.registry import demo_registry_path  # pydantic: only when secure mode is asked for
+
+        return demo_registry_path()
+
+
+@dataclass(frozen=True, slots=True)
 class _Service:
     """Everything about one managed service that derives from the endpoints: files, ports, command line."""
 
@@ -109,9 +140,18 @@ def _state_dir(endpoints: Endpoints) -> Path:
     return endpoints.state_dir.expanduser().resolve()
 
 
-def _mosquitto(endpoints: Endpoints) -> _Service:
+def secure_files(endpoints: Endpoints) -> security.SecureFiles:
+    """Where `up --secure` keeps the CA, certificates, passwords and ACL of this state dir."""
+    return security.SecureFiles(_state_dir(endpoints) / "mosquitto" / "secure")
+
+
+def _mosquitto(endpoints: Endpoints, secure: SecureBroker | None = None) -> _Service:
     home = _state_dir(endpoints) / "mosquitto"
     config = home / "mosquitto.conf"
+    if secure is not None:
+        port, ports = secure.tls_port, ((secure.tls_port, "MQTT TLS port", "DP_MQTT_TLS_PORT"),)
+    else:
+        port, ports = endpoints.mqtt_port, ((endpoints.mqtt_port, "MQTT port", "DP_MQTT_PORT"),)
     return _Service(
         name="mosquitto",
         binary="mosquitto",
@@ -120,8 +160,8 @@ def _mosquitto(endpoints: Endpoints) -> _Service:
         pid_file=home / "mosquitto.pid",
         log_file=home / "mosquitto.log",
         data_dirs=(home / "data",),
-        port=endpoints.mqtt_port,
-        ports=((endpoints.mqtt_port, "MQTT port", "DP_MQTT_PORT"),),
+        port=port,
+        ports=ports,
         args=("-c", str(config)),
     )
 
@@ -146,8 +186,8 @@ def _influxdb(endpoints: Endpoints) -> _Service:
     )
 
 
-def _services(endpoints: Endpoints) -> tuple[_Service, _Service]:
-    return _mosquitto(endpoints), _influxdb(endpoints)
+def _services(endpoints: Endpoints, secure: SecureBroker | None = None) -> tuple[_Service, _Service]:
+    return _mosquitto(endpoints, secure), _influxdb(endpoints)
 
 
 def _influx_rpc_port(endpoints: Endpoints) -> int:
@@ -181,12 +221,26 @@ def _current_user() -> str:
         return "nobody"
 
 
-def render_mosquitto_conf(endpoints: Endpoints) -> str:
-    """The broker's config for these endpoints (pure: writes nothing)."""
-    service = _mosquitto(endpoints)
+def _listener_block(endpoints: Endpoints, secure: SecureBroker | None) -> str:
+    if secure is None:
+        return _template("mosquitto_listener_plain.conf.in").substitute(mqtt_port=endpoints.mqtt_port)
+    files = secure_files(endpoints)
+    return _template("mosquitto_listener_tls.conf.in").substitute(
+        tls_port=secure.tls_port,
+        ca_file=_config_path(files.ca_cert),
+        cert_file=_config_path(files.server_cert),
+        key_file=_config_path(files.server_key),
+        password_file=_config_path(files.passwd),
+        acl_file=_config_path(files.acl),
+    )
+
+
+def render_mosquitto_conf(endpoints: Endpoints, secure: SecureBroker | None = None) -> str:
+    """The broker's config for these endpoints, plain or secure (pure: writes nothing)."""
+    service = _mosquitto(endpoints, secure)
     return _template("mosquitto.conf.in").substitute(
         user=_current_user(),
-        mqtt_port=endpoints.mqtt_port,
+        listener_block=_listener_block(endpoints, secure),
         # Trailing slash as in the Debian config; 2.0 adds its own "/" (harmless: data//mosquitto.db).
         persistence_location=_config_path(service.data_dirs[0]) + "/",
         log_file=_config_path(service.log_file),
@@ -205,9 +259,9 @@ def render_influxdb_conf(endpoints: Endpoints) -> str:
     )
 
 
-def _render(service: _Service, endpoints: Endpoints) -> str:
+def _render(service: _Service, endpoints: Endpoints, secure: SecureBroker | None = None) -> str:
     if service.name == "mosquitto":
-        return render_mosquitto_conf(endpoints)
+        return render_mosquitto_conf(endpoints, secure)
     return render_influxdb_conf(endpoints)
 
 
@@ -402,9 +456,11 @@ def _launch(service: _Service, executable: str) -> int:
     return int(output)
 
 
-def _start(service: _Service, endpoints: Endpoints, executable: str, log: Log) -> int:
+def _start(
+    service: _Service, endpoints: Endpoints, executable: str, log: Log, secure: SecureBroker | None = None
+) -> int:
     try:
-        _prepare_files(service, _render(service, endpoints))
+        _prepare_files(service, _render(service, endpoints, secure))
     except OSError as exc:
         raise ServiceError(f"cannot prepare {service.home} for {service.name}: {exc}") from exc
     pid = _launch(service, executable)
@@ -469,14 +525,57 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def mqtt_handshake(host: str, port: int, timeout: float = 2.0) -> None:
-    """A real MQTT 3.1.1 CONNECT/CONNACK: an open port alone does not prove the broker accepts clients."""
+def _mqtt_string(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def _remaining_length(size: int) -> bytes:
+    """MQTT's variable-length integer: 7 bits per byte, the high bit says another byte follows."""
+    out = bytearray()
+    while True:
+        size, digit = size >> 7, size & 0x7F
+        out.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes(out)
+
+
+def tls_context(ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None) -> ssl.SSLContext:
+    """Verify the broker against `ca_file` (host name included); present a client certificate if given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file is not None else None)
+    return context
+
+
+def mqtt_handshake(
+    host: str,
+    port: int,
+    timeout: float = 2.0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """A real MQTT 3.1.1 CONNECT/CONNACK: an open port alone does not prove the broker accepts clients.
+
+    With `tls` the handshake runs over TLS (the broker's certificate is verified against the context's CA);
+    the password is only ever sent inside that connection, and never appears in an error message.
+    """
     client_id = f"dp-probe-{secrets.token_hex(4)}".encode("ascii")
-    # Protocol name "MQTT", level 4 (3.1.1), flags 0x02 (clean session), keep-alive 10 s.
-    variable_header = b"\x00\x04MQTT\x04\x02\x00\x0a"
-    body = variable_header + len(client_id).to_bytes(2, "big") + client_id
-    connect = bytes((0x10, len(body))) + body  # len(body) < 128: a one-byte remaining length
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    # Flags: 0x02 clean session, 0x80 username, 0x40 password.
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    # Protocol name "MQTT", level 4 (3.1.1), the flags, keep-alive 10 s.
+    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + b"\x00\x0a" + _mqtt_string(client_id)
+    if username is not None:
+        body += _mqtt_string(username.encode("utf-8"))
+    if password is not None:
+        body += _mqtt_string(password.encode("utf-8"))
+    connect = b"\x10" + _remaining_length(len(body)) + body
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
         sock.sendall(connect)
         connack = _recv_exact(sock, 4)
         if connack[:2] != b"\x20\x02":
@@ -531,15 +630,27 @@ def _create_database(endpoints: Endpoints) -> None:
     influx_query(endpoints, f"CREATE DATABASE {_quote_identifier(endpoints.influx_db)}")
 
 
-def _probe(service: _Service, endpoints: Endpoints, timeout: float) -> str | None:
+def _probe(service: _Service, endpoints: Endpoints, timeout: float, secure: SecureBroker | None = None) -> str | None:
     """Raises if the service does not answer; returns the version when the protocol tells it."""
+    if service.name == "mosquitto" and secure is not None:
+        creds = secure_files(endpoints).credentials(security.PROBE_USER)
+        context = tls_context(creds.ca_file, creds.cert_file, creds.key_file)
+        mqtt_handshake(
+            endpoints.mqtt_host,
+            secure.tls_port,
+            timeout,
+            tls=context,
+            username=creds.username,
+            password=creds.password(),
+        )
+        return None
     if service.name == "mosquitto":
         mqtt_handshake(endpoints.mqtt_host, endpoints.mqtt_port, timeout)
         return None
     return influx_ping(endpoints.influx_host, endpoints.influx_port, timeout)
 
 
-_PROBE_ERRORS = (OSError, ServiceError, http.client.HTTPException)
+_PROBE_ERRORS = (OSError, ServiceError, http.client.HTTPException, security.SecurityError)
 
 
 def _raise_if_died(service: _Service) -> None:
@@ -559,20 +670,20 @@ def _not_ready_detail(service: _Service, error: str | None) -> str:
     return detail
 
 
-def wait_ready(endpoints: Endpoints, timeout: float = 30.0) -> None:
+def wait_ready(endpoints: Endpoints, timeout: float = 30.0, *, secure: SecureBroker | None = None) -> None:
     """Block until the broker completes an MQTT handshake and InfluxDB answers /ping with 204.
 
     Fails fast (with the log tail) if one of our processes dies meanwhile, and with the last probe error
     and the log tail when `timeout` seconds pass.
     """
     deadline = time.monotonic() + timeout
-    pending = list(_services(endpoints))
+    pending = list(_services(endpoints, secure))
     errors: dict[str, str] = {}
     while True:
         for service in list(pending):
             _raise_if_died(service)
             try:
-                _probe(service, endpoints, min(2.0, max(0.1, deadline - time.monotonic())))
+                _probe(service, endpoints, min(2.0, max(0.1, deadline - time.monotonic())), secure)
             except _PROBE_ERRORS as exc:
                 errors[service.name] = str(exc) or type(exc).__name__
             else:
@@ -588,48 +699,66 @@ def wait_ready(endpoints: Endpoints, timeout: float = 30.0) -> None:
 # --- public API ----------------------------------------------------------------------------------------
 
 
-def _require_current_config(service: _Service, endpoints: Endpoints) -> None:
+def _require_current_config(service: _Service, endpoints: Endpoints, secure: SecureBroker | None = None) -> None:
     """A running instance started from another config (other port, newer template) is not what we want."""
     try:
         on_disk = service.config.read_text(encoding="utf-8")
     except OSError:
         on_disk = None
-    if on_disk != _render(service, endpoints):
+    if on_disk != _render(service, endpoints, secure):
         raise ServiceError(
             f"{service.name} is running from a config that differs from the current one ({service.config}: "
-            "other ports or an updated template); restart it: districtpulse services down && "
-            "districtpulse services up"
+            "other ports, an updated template, or secure mode switched on or off); restart it: "
+            "districtpulse services down && districtpulse services up [--secure]"
         )
 
 
-def up(endpoints: Endpoints, *, install: bool = True, log: Log = print) -> None:
+def _ensure_credentials(endpoints: Endpoints, secure: SecureBroker, log: Log) -> bool:
+    """Generate what the secure broker needs from the registry; True if its passwords or ACL changed."""
+    files = secure_files(endpoints)
+    try:
+        changed = security.ensure(files.root, security.registry_gateways(secure.registry_path()))
+    except (security.SecurityError, OSError) as exc:
+        raise ServiceError(f"cannot prepare the secure broker's credentials in {files.root}: {exc}") from exc
+    log(f"mosquitto: secure mode, CA and client credentials in {files.root} (ACL from {secure.registry_path()})")
+    return changed
+
+
+def up(endpoints: Endpoints, *, install: bool = True, log: Log = print, secure: SecureBroker | None = None) -> None:
     """Start whatever of the two services is not running yet, wait until both answer, create the database.
 
     Idempotent: a running instance of ours (same state dir, same config) is reported and left alone, so
-    test fixtures and the Makefile can call it unconditionally.
+    test fixtures and the Makefile can call it unconditionally. With `secure`, the broker's credentials are
+    (re)generated from the registry first, and a running secure broker reloads them (SIGHUP) if they changed.
     """
     _require_loopback(endpoints)
     with _state_lock(endpoints):
+        changed = _ensure_credentials(endpoints, secure, log) if secure is not None else False
         to_start: list[_Service] = []
-        for service in _services(endpoints):
+        for service in _services(endpoints, secure):
             pid = _running_pid(service, log)
             if pid is None:
                 to_start.append(service)
                 continue
-            _require_current_config(service, endpoints)
+            _require_current_config(service, endpoints, secure)
             log(f"{service.name}: already running (pid {pid}) on {service.address}")
+            if service.name == "mosquitto" and changed:
+                _signal(pid, signal.SIGHUP)  # Mosquitto re-reads its password and ACL files on SIGHUP
+                log(f"{service.name}: reloaded the password and ACL files (SIGHUP to pid {pid})")
         for service in to_start:  # check every port before starting anything: no half-started state
             _require_ports_free(service)
         if to_start:
             binaries = _ensure_binaries(install, log)
             for service in to_start:
-                _start(service, endpoints, binaries[service.binary], log)
-        wait_ready(endpoints)
+                _start(service, endpoints, binaries[service.binary], log, secure)
+        wait_ready(endpoints, secure=secure)
         _create_database(endpoints)
-    log(
-        f"services: ready (mqtt {endpoints.mqtt_host}:{endpoints.mqtt_port}, {endpoints.influx_url}, "
-        f"database {endpoints.influx_db!r})"
+    mqtt = (
+        f"mqtts {endpoints.mqtt_host}:{secure.tls_port}"
+        if secure
+        else f"mqtt {endpoints.mqtt_host}:{endpoints.mqtt_port}"
     )
+    log(f"services: ready ({mqtt}, {endpoints.influx_url}, database {endpoints.influx_db!r})")
 
 
 def down(endpoints: Endpoints, *, log: Log = print) -> None:
@@ -658,7 +787,14 @@ def _running_executable(pid: int) -> str | None:
         return None
 
 
-def _status_of(service: _Service, endpoints: Endpoints) -> ServiceStatus:
+def _secure_on_disk(service: _Service) -> bool:
+    try:
+        return "\nrequire_certificate true\n" in service.config.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def _status_of(service: _Service, endpoints: Endpoints, secure: SecureBroker | None = None) -> ServiceStatus:
     pid = _read_pid(service.pid_file)  # read only: `status` leaves a stale pid file for `up` to clean
     if pid is None or not _is_ours(service, pid):
         notes = [f"stale pid file (pid {pid})"] if pid is not None else []
@@ -666,8 +802,11 @@ def _status_of(service: _Service, endpoints: Endpoints) -> ServiceStatus:
             notes.append("its port is used by another process")
         detail = "; ".join(["stopped", *notes])
         return ServiceStatus(service.name, None, False, service.address, None, detail)
+    if service.name == "mosquitto" and secure is None and _secure_on_disk(service):
+        detail = "running in secure mode (TLS only): ask `districtpulse services status --secure`"
+        return ServiceStatus(service.name, pid, False, service.address, None, detail)
     try:
-        version = _probe(service, endpoints, 2.0)
+        version = _probe(service, endpoints, 2.0, secure)
     except _PROBE_ERRORS as exc:
         return ServiceStatus(service.name, pid, False, service.address, None, f"not answering: {exc}")
     if version is None:
@@ -676,9 +815,9 @@ def _status_of(service: _Service, endpoints: Endpoints) -> ServiceStatus:
     return ServiceStatus(service.name, pid, True, service.address, version, "ready")
 
 
-def status(endpoints: Endpoints) -> list[ServiceStatus]:
+def status(endpoints: Endpoints, *, secure: SecureBroker | None = None) -> list[ServiceStatus]:
     """Our processes (from the pid files) and whether they answer their protocol right now."""
-    return [_status_of(service, endpoints) for service in _services(endpoints)]
+    return [_status_of(service, endpoints, secure) for service in _services(endpoints, secure)]
 
 
 def format_status(statuses: list[ServiceStatus]) -> str:
@@ -710,18 +849,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="up: fail instead of installing missing mosquitto/influxdb with apt-get",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="up/status: Mosquitto with TLS only on DP_MQTT_TLS_PORT "
+        f"(default {DEFAULT_MQTT_TLS_PORT}), client certificates, passwords and per-gateway topic ACLs "
+        "generated from the registry under DP_STATE_DIR/mosquitto/secure",
+    )
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="with --secure: the registry whose gateways get credentials (default: the demo registry)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed `services` command against `Endpoints.from_env()`; returns the exit code."""
     endpoints = Endpoints.from_env()
+    secure = SecureBroker.from_env(registry=getattr(args, "registry", None)) if getattr(args, "secure", False) else None
     try:
         if args.action == "up":
-            up(endpoints, install=not getattr(args, "no_install", False))
+            up(endpoints, install=not getattr(args, "no_install", False), secure=secure)
         elif args.action == "down":
             down(endpoints)
             return 0
-        statuses = status(endpoints)
+        statuses = status(endpoints, secure=secure)
     except ServiceError as exc:
         print(f"districtpulse services {args.action}: {exc}", file=sys.stderr)
         return 1

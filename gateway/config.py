@@ -12,6 +12,10 @@
     port = 1883
     username = "gw-b1"
     password_file = "/etc/districtpulse/mqtt-password"   # the secret stays out of this file
+    tls = true                        # TLS 1.2+, the broker's certificate and host name verified
+    ca_file = "/etc/districtpulse/ca.crt"                # default: the system CAs
+    cert_file = "/etc/districtpulse/gw-b1.crt"           # a client certificate (with key_file), if the
+    key_file = "/etc/districtpulse/gw-b1.key"            # broker requires one (`services up --secure` does)
 
     [spool]
     path = "/var/lib/districtpulse/spool.sqlite"
@@ -40,6 +44,7 @@ from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
 from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
 from gateway.errors import ConfigError
+from gateway.publisher import TlsConfig
 from gateway.spool import SpoolLimits
 
 Id = Annotated[str, AfterValidator(check_id)]
@@ -80,6 +85,22 @@ class MqttSection(_Model):
     max_inflight_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    #: TLS is explicit: a CA or certificate file without `tls = true` is an error, not a silent upgrade.
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
+        if given and not self.tls:
+            raise ValueError(f"{', '.join(given)} set but tls = false: set tls = true")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
 
 
 class SpoolSection(_Model):
@@ -163,6 +184,14 @@ class GatewayConfig:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from exc
+
+    def tls(self) -> TlsConfig | None:
+        """The TLS settings with paths resolved, or None for a plain-text connection."""
+        m = self.mqtt
+        if not m.tls:
+            return None
+        ca, cert, key = (self._resolve(p) if p is not None else None for p in (m.ca_file, m.cert_file, m.key_file))
+        return TlsConfig(ca, cert, key)
 
     def adapter_context(self) -> AdapterContext:
         return AdapterContext(self.gateway.id, self.district, self.registry_devices, self.base_dir)

@@ -12,16 +12,24 @@ exponential backoff and jitter (`gateway.backoff`): paho's own delay is set to z
 the disconnect / connect-failure callbacks, on paho's network thread, interruptibly. After a reconnect paho
 re-sends the messages still awaiting their PUBACK (the MQTT 5 session is kept across reconnects of one
 process; a new process starts clean and the spool re-publishes what was never acknowledged).
+
+Security (`BrokerConfig.tls`, `username`/`password`): TLS 1.2+ verifying the broker against a CA file (host
+name included) and presenting a client certificate, as the broker of `districtpulse services up --secure`
+requires. The SSL context is built once, here, from the standard library (nothing more on the Pi); a missing
+or unreadable file is a `ConfigError` at construction, not a reconnect loop. The password is never logged
+and is left out of `repr(BrokerConfig)`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,9 +38,38 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.errors import BrokerUnavailable, PublishFailed
+from gateway.errors import BrokerUnavailable, ConfigError, PublishFailed
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS towards the broker: `ca_file` None trusts the system CAs; a client certificate needs its key."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """A client context: certificate and host name verified, TLS 1.2 at least; ConfigError if unusable."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("a TLS client certificate needs both cert_file and key_file")
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file) if self.ca_file is not None else None
+            )
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.cert_file is not None and self.key_file is not None:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, PermissionError, a PEM that does not parse
+            raise ConfigError(f"cannot load the TLS files {self._files()}: {exc}") from exc
+        return context
+
+    def _files(self) -> str:
+        return (
+            ", ".join(str(p) for p in (self.ca_file, self.cert_file, self.key_file) if p is not None) or "(system CAs)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +82,7 @@ class BrokerConfig:
     password: str | None = field(default=None, repr=False)
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +135,8 @@ class Publisher:
         client.reconnect_delay_set(min_delay=0, max_delay=0)  # we wait ourselves, with jitter
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
+        if broker.tls is not None:
+            client.tls_set_context(broker.tls.context())
         if will is not None:
             client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         client.on_connect = self._handle_connect

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
 from devices.topics import readings_topic, status_topic
-from devices.wire import SCHEMA_VERSION
+from devices.wire import CLOCK_UNSYNCED, SCHEMA_VERSION
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
 from gateway.publisher import Will
@@ -55,11 +55,14 @@ def software_version() -> str:
 def encode_message(device: str, units_json: str, rows: Sequence[SpooledReading]) -> bytes:
     """The v1 batch of consecutive spooled readings, from their stored JSON without re-parsing it.
 
-    Byte for byte what `devices.payload.encode_batch` gives for the same readings (a test checks it).
+    The rows share one clock flag (`consecutive_run`): when they were stamped unsynchronised the batch says
+    `"clock": "unsynced"`, so ingest flags every one of its points. Byte for byte what
+    `devices.payload.encode_batch` gives for the same readings and flag (a test checks it).
     """
     readings = ",".join(f'{{"ts":{r.ts},"values":{r.body}}}' for r in rows)
+    clock = f',"clock":"{CLOCK_UNSYNCED}"' if rows[0].unsynced else ""
     return (
-        f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(device)},"seq":[{rows[0].seq},{rows[-1].seq}],'
+        f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(device)},"seq":[{rows[0].seq},{rows[-1].seq}]{clock},'
         f'"units":{units_json},"readings":[{readings}]}}'
     ).encode()
 
@@ -68,7 +71,7 @@ def consecutive_run(rows: Sequence[SpooledReading]) -> Sequence[SpooledReading]:
     """The leading rows with consecutive sequence numbers and the same clock flag: one message's worth.
 
     A gap (evicted readings) ends a message, so every message's seq range is exact; so does a change of the
-    clock flag, so that a message is all synchronised or all not (ready for a batch-level flag).
+    clock flag, so that a message is all synchronised or all not (the batch-level `clock` flag is exact).
     """
     end = 1
     while end < len(rows) and rows[end].seq == rows[end - 1].seq + 1 and rows[end].unsynced == rows[0].unsynced:

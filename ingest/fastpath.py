@@ -10,6 +10,7 @@ pipeline runs `validate_message`, which accepts, salvages or rejects with a reas
 The contract, tested with hypothesis against `validate_message` (tests/ingest/test_fastpath.py): whenever the
 fast path returns lines, `validate_message` accepts every reading of the message and `encode_readings` makes
 exactly the same lines. It never accepts more: a declined valid message only costs the slow path.
+That includes the batch-level `"clock": "unsynced"` flag: both paths add `clock_unsynced=true` to every line.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
 from devices.validation import DEFAULT_MAX_FUTURE_MS
-from ingest.lineprotocol import series_key
+from devices.wire import CLOCK_UNSYNCED
+from ingest.lineprotocol import CLOCK_UNSYNCED_FIELD, series_key
 
 _REQUIRED = frozenset({"v", "device", "seq", "readings"})
-_ALLOWED = frozenset({"v", "device", "seq", "units", "readings"})
+_ALLOWED = frozenset({"v", "device", "seq", "clock", "units", "readings"})
 _READING_KEYS = frozenset({"ts", "values"})
 
 
@@ -94,6 +96,11 @@ class FastPath:
             return None
         if type(readings) is not list or type(units) is not dict:
             return None
+        flag = ""
+        if "clock" in doc:  # only the exact string: anything else (null too) the slow path judges
+            if doc["clock"] != CLOCK_UNSYNCED or type(doc["clock"]) is not str:
+                return None
+            flag = CLOCK_UNSYNCED_FIELD
         n, first = len(readings), seq[0]
         if not 1 <= n <= MAX_READINGS_PER_BATCH or first < 0 or seq[1] - first + 1 != n:
             return None
@@ -129,7 +136,7 @@ class FastPath:
                     if spec[0] is not None and value not in spec[0]:
                         return None
                     fields.append(f"{name}={_string_field(value)}")
-                append(f"{key} {','.join(fields)},seq={first + i}i {ts}")
+                append(f"{key} {','.join(fields)},seq={first + i}i{flag} {ts}")
         except KeyError:
             return None
         return target.device, out

@@ -21,13 +21,23 @@ def _string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: Appended to the fields of a reading stamped by an unsynchronised gateway clock (payload `"clock": "unsynced"`).
+#: A boolean field, present only when true: synchronised points stay exactly as before. InfluxQL selects the
+#: flagged points with `WHERE clock_unsynced = true`, but it cannot select points where a field is absent
+#: (`WHERE clock_unsynced != true` matches none): to leave flagged readings out, read `clock_unsynced` with the
+#: other fields and drop the rows where it is true, or count trusted ones as `count(seq) - count(clock_unsynced)`.
+CLOCK_UNSYNCED_FIELD = ",clock_unsynced=true"
+
+
 def encode_readings(key: str, readings: Sequence[Reading], seqs: Sequence[int]) -> list[str]:
-    """One line per reading: every metric a field, plus the reading's sequence number as integer field `seq`."""
+    """One line per reading: every metric a field, plus the reading's sequence number as integer field `seq`,
+    plus `clock_unsynced=true` when the reading came in an unsynchronised batch."""
     lines = []
     for reading, seq in zip(readings, seqs, strict=True):
         fields = ",".join(
             f"{name}={value!r}" if isinstance(value, float) else f"{name}={_string_field(value)}"
             for name, value in reading.values.items()
         )
-        lines.append(f"{key} {fields},seq={seq}i {reading.ts}")
+        flag = CLOCK_UNSYNCED_FIELD if reading.clock_unsynced else ""
+        lines.append(f"{key} {fields},seq={seq}i{flag} {reading.ts}")
     return lines

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.adapters import replay, simulated
+from gateway.adapters import modbus, ocpp, replay, simulated
 from gateway.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -19,7 +19,15 @@ from gateway.adapters.base import (
 )
 from gateway.errors import ConfigError
 
-ADAPTERS: Mapping[str, AdapterSpec] = {spec.name: spec for spec in (simulated.SPEC, replay.SPEC)}
+ADAPTERS: Mapping[str, AdapterSpec] = {
+    spec.name: spec
+    for spec in (
+        simulated.SPEC,
+        replay.SPEC,
+        ocpp.SPEC,
+        modbus.SPEC,
+    )
+}
 
 
 def parse_adapter_config(raw: Mapping[str, Any], *, where: str = "adapter") -> AdapterConfig:

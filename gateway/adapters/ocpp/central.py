@@ -1,0 +1,262 @@
+"""The OCPP 1.6 central system's state and its mapping of charger messages to readings, without any I/O.
+
+Kept apart from the websocket server so that it runs (and is tested) without the `ocpp` and `websockets`
+packages: the server hands it each call's payload (snake_case keys, as the `ocpp` package delivers them) and
+sends back what it returns; a recorded message file goes through the same methods.
+
+Every ev_charger reading carries the connector's state, `session_id` (empty when no session is open) and,
+once a StatusNotification has told it, `connector_status`, so the spool's event rule (a reading whose
+session id or status differs from the previous one) sees exactly the session starts and stops and the
+status changes, and never a meter value:
+
+    StatusNotification   connector_status, session_id
+    StartTransaction     connector_status, session_id = the new id, session_energy = 0 (meterStart)
+    MeterValues          connector_status, session_id, session_energy (register - meterStart, kWh), power (W)
+    StopTransaction      connector_status, session_id = "", session_energy = final (meterStop - meterStart),
+                         power = 0
+
+The stop reading carries the session's final register under the empty id: that keeps it an EVENT for the
+spool (the id changes), and a start and a stop alone still give the session's energy if the spool had to
+shed every meter value in between. Transactions are keyed by the charge point, not the connection, so a
+charger that drops its websocket mid-session and reconnects carries on with the same transaction. They live
+in memory: a StopTransaction for a transaction opened before a gateway restart is accepted and logged, with
+no reading (StopTransaction names no connector, and the session's meterStart is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.adapters.base import Values
+
+log = logging.getLogger(__name__)
+
+#: Transaction ids count seconds from 2020-01-01T00:00Z (then +1 per transaction), so they stay unique
+#: across gateway restarts and fit the 32-bit integers chargers store until 2088.
+TX_EPOCH_S = 1_577_836_800
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+#: Energy and power scale to Wh and W.
+ENERGY_UNITS: Mapping[str, float] = {"Wh": 1.0, "kWh": 1000.0}
+POWER_UNITS: Mapping[str, float] = {"W": 1.0, "kW": 1000.0}
+TOTAL_PHASES = ("L1", "L2", "L3")
+
+#: (device id, values, timestamp ms or None for "now, by the gateway clock")
+Emit = Callable[[str, Values, int | None], None]
+Payload = Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class _Connector:
+    device: str
+    status: str | None = None
+    session_id: str = ""
+    transaction_id: int | None = None
+    meter_start_wh: float = 0.0
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _number(sampled: Payload) -> float | None:
+    try:
+        return float(sampled["value"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def sampled_energy_wh(sampled_values: Sequence[Payload]) -> float | None:
+    """The Energy.Active.Import.Register of one meterValue in Wh (its `unit`: Wh by default, or kWh)."""
+    for sv in sampled_values:
+        if sv.get("measurand", ENERGY_REGISTER) != ENERGY_REGISTER or sv.get("phase") is not None:
+            continue
+        scale = ENERGY_UNITS.get(sv.get("unit", "Wh"))
+        value = _number(sv)
+        if scale is not None and value is not None:
+            return value * scale
+    return None
+
+
+def sampled_power_w(sampled_values: Sequence[Payload]) -> float | None:
+    """Power.Active.Import in W: the total if the charger sends one, else the sum of the L1-L3 phases."""
+    total: float | None = None
+    phases: dict[str, float] = {}
+    for sv in sampled_values:
+        if sv.get("measurand") != POWER:
+            continue
+        scale = POWER_UNITS.get(sv.get("unit", "W"))
+        value = _number(sv)
+        if scale is None or value is None:
+            continue
+        phase = sv.get("phase")
+        if phase is None:
+            total = value * scale
+        elif phase in TOTAL_PHASES:
+            phases[phase] = value * scale
+    if total is None and phases:
+        total = sum(phases.values())
+    return total
+
+
+def _kwh(wh: float) -> float:
+    return round(wh / 1000, 4)  # 0.1 Wh: below any charger meter's resolution, and no float noise
+
+
+#: The calls a charger may make that this central system answers (others get a NotImplemented CallError).
+ACTIONS = (
+    "BootNotification",
+    "Heartbeat",
+    "Authorize",
+    "StatusNotification",
+    "StartTransaction",
+    "MeterValues",
+    "StopTransaction",
+)
+
+
+def camel_to_snake(data: Any) -> Any:
+    """OCPP-J's camelCase keys as snake_case, recursively: what the `ocpp` package hands its handlers."""
+    if isinstance(data, dict):
+        return {re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", k).lower(): camel_to_snake(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [camel_to_snake(v) for v in data]
+    return data
+
+
+class CentralSystem:
+    """Charge points, connectors and open transactions; one method per OCPP call that makes readings."""
+
+    def __init__(self, charge_points: Mapping[str, Mapping[int, str]], heartbeat_interval_s: int, emit: Emit):
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._emit = emit
+        self._connectors: dict[tuple[str, int], _Connector] = {
+            (cp, connector): _Connector(device)
+            for cp, connectors in charge_points.items()
+            for connector, device in connectors.items()
+        }
+        self._transactions: dict[int, tuple[str, int]] = {}
+        self._last_tx = 0
+
+    def knows(self, charge_point: str) -> bool:
+        return any(cp == charge_point for cp, _ in self._connectors)
+
+    def _put(self, conn: _Connector, values: dict[str, Any], ts_ms: int | None) -> None:
+        if conn.status is not None:
+            values = {"connector_status": conn.status, **values}
+        self._emit(conn.device, values, ts_ms)
+
+    def _connector(self, cp: str, connector_id: Any) -> _Connector | None:
+        conn = self._connectors.get((cp, connector_id)) if isinstance(connector_id, int) else None
+        if conn is None:
+            log.debug("%s: connector %r is not mapped to a device: ignored", cp, connector_id)
+        return conn
+
+    def call(self, cp: str, action: str, now_ms: int, ts_ms: int | None, payload: Payload) -> dict[str, Any] | None:
+        """Handle one call from charge point `cp`; its response payload, or None for an action not supported.
+
+        `now_ms` is the gateway's time (for responses and transaction ids); `ts_ms` the readings' timestamp
+        (None: the sink stamps them with the gateway clock, flagged when it is not synchronised).
+        """
+        if action == "StatusNotification":
+            return self.status_notification(cp, ts_ms, payload)
+        if action == "StartTransaction":
+            return self.start_transaction(cp, now_ms, ts_ms, payload)
+        if action == "MeterValues":
+            return self.meter_values(cp, ts_ms, payload)
+        if action == "StopTransaction":
+            return self.stop_transaction(cp, ts_ms, payload)
+        if action == "BootNotification":
+            return self.boot_notification(cp, now_ms, payload)
+        if action == "Heartbeat":
+            return self.heartbeat(cp, now_ms, payload)
+        if action == "Authorize":
+            return self.authorize(cp, now_ms, payload)
+        return None
+
+    # -- calls without readings -----------------------------------------------------------------------------
+    def boot_notification(self, cp: str, now_ms: int, payload: Payload) -> dict[str, Any]:
+        log.info("%s: boot (%s %s)", cp, payload.get("charge_point_vendor"), payload.get("charge_point_model"))
+        return {"current_time": _iso(now_ms), "interval": self.heartbeat_interval_s, "status": "Accepted"}
+
+    def heartbeat(self, cp: str, now_ms: int, payload: Payload) -> dict[str, Any]:
+        return {"current_time": _iso(now_ms)}
+
+    def authorize(self, cp: str, now_ms: int, payload: Payload) -> dict[str, Any]:
+        return {"id_tag_info": {"status": "Accepted"}}  # authorisation is the operator's, not the gateway's
+
+    # -- calls that make readings ---------------------------------------------------------------------------
+    def status_notification(self, cp: str, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
+        conn = self._connector(cp, payload.get("connector_id"))
+        if conn is not None:
+            conn.status = str(payload["status"])
+            self._put(conn, {"session_id": conn.session_id}, ts_ms)
+        return {}
+
+    def start_transaction(self, cp: str, now_ms: int, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
+        self._last_tx = max(self._last_tx + 1, now_ms // 1000 - TX_EPOCH_S)
+        tx = self._last_tx
+        conn = self._connector(cp, payload.get("connector_id"))
+        if conn is not None:
+            if conn.transaction_id is not None:
+                log.warning("%s: transaction %d replaces %d, never stopped", cp, tx, conn.transaction_id)
+                self._transactions.pop(conn.transaction_id, None)
+            conn.transaction_id, conn.session_id = tx, str(tx)
+            conn.meter_start_wh = float(payload["meter_start"])
+            self._transactions[tx] = (cp, int(payload["connector_id"]))
+            self._put(conn, {"session_id": conn.session_id, "session_energy": 0.0}, ts_ms)
+        return {"transaction_id": tx, "id_tag_info": {"status": "Accepted"}}
+
+    def meter_values(self, cp: str, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
+        conn = self._connector(cp, payload.get("connector_id"))
+        samples = payload.get("meter_value") or []
+        if conn is None or not samples:
+            return {}
+        # Several meterValue elements (stored while the charger was offline) become one reading, the last:
+        # registers lose resolution, not energy.
+        sampled = samples[-1].get("sampled_value") or []
+        values: dict[str, Any] = {"session_id": conn.session_id}
+        energy_wh = sampled_energy_wh(sampled)
+        tx = payload.get("transaction_id")
+        if energy_wh is not None and conn.transaction_id is not None and tx in (None, conn.transaction_id):
+            session_wh = energy_wh - conn.meter_start_wh
+            if session_wh >= 0:
+                values["session_energy"] = _kwh(session_wh)
+            else:
+                log.warning(
+                    "%s: register %.1f Wh below meterStart %.1f Wh: ignored", cp, energy_wh, conn.meter_start_wh
+                )
+        power_w = sampled_power_w(sampled)
+        if power_w is not None:
+            values["power"] = power_w
+        if len(values) > 1:
+            self._put(conn, values, ts_ms)
+        return {}
+
+    def stop_transaction(self, cp: str, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
+        tx = payload.get("transaction_id")
+        where = self._transactions.pop(tx, None) if isinstance(tx, int) else None
+        if where is None:
+            log.warning("%s: stop of unknown transaction %r (opened before a restart?): no reading", cp, tx)
+        else:
+            conn = self._connectors[where]
+            values: dict[str, Any] = {"session_id": ""}
+            session_wh = float(payload["meter_stop"]) - conn.meter_start_wh
+            if session_wh >= 0:
+                values["session_energy"] = _kwh(session_wh)
+            else:
+                log.warning(
+                    "%s: meterStop %.1f Wh below meterStart %.1f Wh",
+                    cp,
+                    session_wh + conn.meter_start_wh,
+                    conn.meter_start_wh,
+                )
+            values["power"] = 0.0
+            conn.transaction_id, conn.session_id, conn.meter_start_wh = None, "", 0.0
+            self._put(conn, values, ts_ms)
+        return {"id_tag_info": {"status": "Accepted"}}

@@ -1,0 +1,347 @@
+"""`districtpulse services up --secure`: TLS only, client certificates, passwords, per-gateway topic ACLs.
+
+One PRIVATE secure instance for the module (temporary state dir, free ports, its own small registry), so the
+shared plain services of the other tests are never touched. What is shown, on the real Mosquitto:
+
+* a gateway publishes under dp/v1/<its district>/<its id>/# and nowhere else (not as another gateway, not
+  under another district), and cannot subscribe to the district's readings;
+* the ingest user receives everything, also through a `$share` subscription;
+* a wrong password, an unknown user, a missing client certificate, an untrusted broker certificate and a
+  plain-text connection are all refused;
+* `up` again with a gateway added to the registry reloads the broker's credentials without a restart;
+* no password and no private key appears in the output of `up`/`status`, in the broker's log or in the
+  gateway's log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from districtpulse import services
+from districtpulse.config import Endpoints
+from districtpulse.security import INGEST_USER, SecureFiles
+from districtpulse.services import SecureBroker
+from gateway.errors import BrokerUnavailable
+from gateway.publisher import BrokerConfig, Publisher, TlsConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 10.0
+
+REGISTRY = """
+[[district]]
+id = "sxa"
+  [[district.building]]
+  id = "sxa-b1"
+  floor_area_m2 = 100
+    [[district.building.gateway]]
+    id = "sx-g1"
+    [[district.building.gateway]]
+    id = "sx-g2"
+[[district]]
+id = "sxb"
+  [[district.building]]
+  id = "sxb-b1"
+  floor_area_m2 = 100
+    [[district.building.gateway]]
+    id = "sx-g3"
+"""
+
+ADDED_GATEWAY = """
+    [[district.building.gateway]]
+    id = "sx-g4"
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _free_influx_port() -> int:
+    """InfluxDB also binds port + 1."""
+    for _ in range(50):
+        port = _free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+@dataclass
+class Secure:
+    endpoints: Endpoints
+    broker: SecureBroker
+    files: SecureFiles
+    registry: Path
+    log: list[str]
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DP_MQTT_PORT": str(self.endpoints.mqtt_port),
+            "DP_MQTT_TLS_PORT": str(self.broker.tls_port),
+            "DP_INFLUX_PORT": str(self.endpoints.influx_port),
+            "DP_STATE_DIR": str(self.endpoints.state_dir),
+        }
+
+    def broker_config(self, user: str, **overrides: object) -> BrokerConfig:
+        files = self.files
+        settings: dict[str, object] = {
+            "client_id": f"t-{user}-{os.urandom(3).hex()}",
+            "username": user,
+            "password": files.password_file(user).read_text(encoding="utf-8").strip(),
+            "tls": TlsConfig(files.ca_cert, files.client_cert(user), files.client_key(user)),
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 0.5,
+            **overrides,
+        }
+        return BrokerConfig("127.0.0.1", self.broker.tls_port, **settings)  # type: ignore[arg-type]
+
+    def secrets(self) -> dict[str, str]:
+        """Every password and private key (its base64 body lines) the secure instance knows."""
+        found = {
+            f"password of {p.stem}": p.read_text(encoding="utf-8").strip()
+            for p in (self.files.root / "secrets").glob("*.password")
+        }
+        for key in [self.files.ca_key, self.files.server_key, *(self.files.root / "clients").glob("*.key")]:
+            lines = [line for line in key.read_text(encoding="utf-8").splitlines() if not line.startswith("-----")]
+            found.update({f"{key.name} line {i}": line for i, line in enumerate(lines) if len(line) >= 16})
+        return found
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    base = tmp_path_factory.mktemp("secure-broker")
+    registry = base / "registry.toml"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    endpoints = Endpoints.from_env(
+        {
+            "DP_MQTT_PORT": str(_free_port()),
+            "DP_INFLUX_PORT": str(_free_influx_port()),
+            "DP_INFLUX_DB": "secure",
+            "DP_STATE_DIR": str(base / "state"),
+        }
+    )
+    broker = SecureBroker(tls_port=_free_port(), registry=registry)
+    log: list[str] = []
+    try:
+        services.up(endpoints, secure=broker, log=log.append, install=False)
+        yield Secure(endpoints, broker, services.secure_files(endpoints), registry, log)
+    finally:
+        services.down(endpoints, log=log.append)
+
+
+class Subscriber:
+    """A paho client with TLS and the ingest user's credentials, collecting (topic, payload) in order."""
+
+    def __init__(self, secure: Secure, user: str, topic_filter: str) -> None:
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.granted: queue.Queue[list[int]] = queue.Queue()
+        files = secure.files
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-sub-{os.urandom(3).hex()}", protocol=mqtt.MQTTv5
+        )
+        client.username_pw_set(user, files.password_file(user).read_text(encoding="utf-8").strip())
+        client.tls_set_context(services.tls_context(files.ca_cert, files.client_cert(user), files.client_key(user)))
+        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
+        client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.granted.put([c.value for c in codes])
+        client.connect("127.0.0.1", secure.broker.tls_port)
+        client.loop_start()
+        client.subscribe(topic_filter, qos=1)
+        self.client = client
+        self.reason_codes = self.granted.get(timeout=WAIT_S)
+
+    def take_until(self, last_payload: bytes) -> list[tuple[str, bytes]]:
+        """Everything received up to and including `last_payload` (the broker keeps one publisher's order)."""
+        got = []
+        while True:
+            topic, payload = self.messages.get(timeout=WAIT_S)
+            got.append((topic, payload))
+            if payload == last_payload:
+                return got
+
+    def sync(self) -> None:
+        """Subscribe to one more topic and wait for the SUBACK: packets sent to us before it are processed."""
+        self.client.subscribe(f"sync/{os.urandom(3).hex()}", qos=1)
+        self.granted.get(timeout=WAIT_S)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribers(secure: Secure) -> Iterator[list[Subscriber]]:
+    made: list[Subscriber] = []
+    yield made
+    for sub in made:
+        sub.close()
+
+
+def _refusal(secure: Secure, config: BrokerConfig) -> str:
+    publisher = Publisher(config)
+    with pytest.raises(BrokerUnavailable) as caught:
+        publisher.connect(timeout=5)
+    return str(caught.value)
+
+
+# --- topics --------------------------------------------------------------------------------------------
+
+
+def test_a_gateway_publishes_under_its_own_prefix_only(secure: Secure, subscribers: list[Subscriber]) -> None:
+    everything = Subscriber(secure, INGEST_USER, "dp/v1/#")
+    shared = Subscriber(secure, INGEST_USER, "$share/sxgroup/dp/v1/+/+/+/+")
+    subscribers += [everything, shared]
+    assert everything.reason_codes == [1] and shared.reason_codes == [1]  # granted QoS 1
+    own = "dp/v1/sxa/sx-g1/sx-dev1/electricity_meter"
+    forged = [
+        "dp/v1/sxa/sx-g2/sx-dev2/electricity_meter",  # another gateway of the same district
+        "dp/v1/sxb/sx-g1/sx-dev1/electricity_meter",  # its own id under another district
+        "dp/v1/sxa/sx-g10/sx-dev1/electricity_meter",  # a gateway whose id starts with its own
+        "dp/v1/sxa",  # above its prefix
+        "elsewhere/sx-g1",
+    ]
+
+    with Publisher(secure.broker_config("sx-g1")) as publisher:
+        publisher.publish(own, b"ok-1")
+        for i, topic in enumerate(forged):
+            publisher.publish(topic, f"forged-{i}".encode())
+        publisher.publish(own, b"ok-2")
+        assert publisher.wait_acked(WAIT_S)
+
+    expected = [(own, b"ok-1"), (own, b"ok-2")]
+    assert everything.take_until(b"ok-2") == expected
+    assert shared.take_until(b"ok-2") == expected
+    assert everything.messages.empty() and shared.messages.empty()
+
+
+def test_a_gateway_can_publish_its_retained_status_but_cannot_read_the_district(
+    secure: Secure, subscribers: list[Subscriber]
+) -> None:
+    # Mosquitto 2.0 grants the subscription itself and applies the read ACL to every message instead.
+    nosy = Subscriber(secure, "sx-g2", "dp/v1/#")
+    subscribers.append(nosy)
+    status_topic = "dp/v1/sxb/sx-g3/status"
+
+    with Publisher(secure.broker_config("sx-g3")) as publisher:
+        publisher.publish(status_topic, b'{"state": "online"}', retain=True)
+        assert publisher.wait_acked(WAIT_S)
+    reader = Subscriber(secure, INGEST_USER, status_topic)
+    subscribers.append(reader)
+    assert reader.take_until(b'{"state": "online"}') == [(status_topic, b'{"state": "online"}')]
+    with Publisher(secure.broker_config("sx-g3")) as publisher:
+        publisher.publish(status_topic, b"", retain=True)  # clear the retained message again
+        assert publisher.wait_acked(WAIT_S)
+
+    nosy.sync()  # a round trip after the broker routed the status: any copy for sx-g2 would be here by now
+    assert nosy.messages.empty()
+
+
+# --- refused connections -------------------------------------------------------------------------------
+
+
+def test_wrong_password_and_unknown_user_are_refused(secure: Secure) -> None:
+    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password="not-the-password"))
+    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password=None))
+    # A valid password of another gateway does not make sx-g1 in it: passwords are per user.
+    g2_password = secure.files.password_file("sx-g2").read_text(encoding="utf-8").strip()
+    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password=g2_password))
+    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", username="sx-nobody"))
+
+
+def test_plain_text_and_tls_without_the_right_certificates_are_refused(secure: Secure) -> None:
+    files = secure.files
+    # Plain-text MQTT on the TLS port: no CONNACK, whatever the credentials.
+    _refusal(secure, secure.broker_config("sx-g1", tls=None))
+    with pytest.raises((ConnectionError, OSError, services.ServiceError)):
+        services.mqtt_handshake("127.0.0.1", secure.broker.tls_port, 3.0)
+    # ... and no plain-text listener on the plain port at all.
+    with pytest.raises(ConnectionRefusedError):
+        services.mqtt_handshake("127.0.0.1", secure.endpoints.mqtt_port, 3.0)
+    # TLS without a client certificate: the broker requires one.
+    _refusal(secure, secure.broker_config("sx-g1", tls=TlsConfig(files.ca_cert)))
+    # The gateway verifies the broker: with the system CAs only, our local CA's broker is not trusted.
+    assert "CERTIFICATE_VERIFY_FAILED" in _refusal(secure, secure.broker_config("sx-g1", tls=TlsConfig()))
+
+
+# --- reload and secrets --------------------------------------------------------------------------------
+
+
+def test_up_again_reloads_the_credentials_of_an_added_gateway_without_a_restart(
+    secure: Secure, subscribers: list[Subscriber]
+) -> None:
+    pid_before = {s.name: s.pid for s in services.status(secure.endpoints, secure=secure.broker)}
+    secure.registry.write_text(REGISTRY + ADDED_GATEWAY, encoding="utf-8")
+    log: list[str] = []
+    services.up(secure.endpoints, secure=secure.broker, log=log.append, install=False)
+    secure.log.extend(log)
+
+    assert pid_before == {s.name: s.pid for s in services.status(secure.endpoints, secure=secure.broker)}
+    assert any("reloaded the password and ACL files" in line for line in log)
+    everything = Subscriber(secure, INGEST_USER, "dp/v1/sxb/#")
+    subscribers.append(everything)
+    deadline = time.monotonic() + WAIT_S  # SIGHUP is handled by the broker's loop, shortly after `up` returns
+    while True:
+        try:
+            with Publisher(secure.broker_config("sx-g4")) as publisher:
+                publisher.publish("dp/v1/sxb/sx-g4/d/heat_meter", b"g4-1")
+                assert publisher.wait_acked(WAIT_S)
+            break
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert everything.take_until(b"g4-1") == [("dp/v1/sxb/sx-g4/d/heat_meter", b"g4-1")]
+    # Idempotent: nothing changed, so no reload.
+    again: list[str] = []
+    services.up(secure.endpoints, secure=secure.broker, log=again.append, install=False)
+    assert not any("reloaded" in line for line in again)
+
+
+def test_no_secret_appears_in_outputs_or_logs(secure: Secure, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Publisher(secure.broker_config("sx-g1")) as publisher:  # connects, publishes, disconnects: logged
+        publisher.publish("dp/v1/sxa/sx-g1/d/heat_meter", b"x")
+        assert publisher.wait_acked(WAIT_S)
+    _refusal(secure, secure.broker_config("sx-g2", password="wrong"))
+    command = [sys.executable, "-m", "districtpulse.services"]
+    arguments = ["--secure", "--registry", str(secure.registry), "--no-install"]
+    outputs = [
+        subprocess.run([*command, action, *arguments], env=secure.env(), capture_output=True, text=True, timeout=60)
+        for action in ("up", "status")
+    ]
+    assert [o.returncode for o in outputs] == [0, 0], outputs
+    assert "mosquitto  running" in outputs[1].stdout
+    texts = {
+        "services log": "\n".join(secure.log),
+        "cli": "\n".join(o.stdout + o.stderr for o in outputs),
+        "mosquitto.log": (secure.endpoints.state_dir / "mosquitto" / "mosquitto.log").read_text(encoding="utf-8"),
+        "mosquitto.conf": (secure.endpoints.state_dir / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8"),
+        "gateway log": caplog.text,
+    }
+    assert "refused the connection" in caplog.text  # the refusal was logged, without the password
+    assert "u'sx-g1'" in texts["mosquitto.log"]  # the broker logs who connected...
+    leaks = [
+        (where, name) for name, value in secure.secrets().items() for where, text in texts.items() if value in text
+    ]
+    assert leaks == []  # ...but no password and no private key
+    assert len(secure.secrets()) > 10  # 6 passwords and the key lines were really looked for
