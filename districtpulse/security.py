@@ -35,8 +35,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,15 +221,6 @@ def _write_secret(path: Path, text: str) -> None:
         raise
 
 
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def _openssl(*args: str) -> None:
     executable = shutil.which("openssl")
     if executable is None:
@@ -299,30 +289,35 @@ def ensure(root: Path, gateways: Iterable[tuple[str, str]]) -> bool:
     _check_users(pairs)
     files = SecureFiles(root)
     users = [*SERVICE_USERS, *sorted({gateway for _, gateway in pairs})]
-    with _umask(0o077):  # every file and folder openssl or we create here is private to the user
-        for folder in (root, root / "clients", root / "secrets"):
-            folder.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            folder.chmod(_DIR_MODE)
-        if not (files.ca_cert.exists() and files.ca_key.exists()):
-            _make_ca(files)
-        if not (files.server_cert.exists() and files.server_key.exists()):
-            _make_leaf(files, files.server_cert, files.server_key, "localhost", server=True)
-        passwords: dict[str, str] = {}
-        for user in users:
-            if not files.password_file(user).exists():
-                _write_secret(files.password_file(user), secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
-            passwords[user] = files.password_file(user).read_text(encoding="utf-8").strip()
-            if not (files.client_cert(user).exists() and files.client_key(user).exists()):
-                _make_leaf(files, files.client_cert(user), files.client_key(user), user, server=False)
-        changed = False
-        current = read_passwd(files.passwd)
-        if set(current) != set(users) or not all(verify_password(passwords[u], current[u]) for u in users):
-            _write_secret(files.passwd, "".join(f"{u}:{hash_password(passwords[u])}\n" for u in users))
-            changed = True
-        acl = render_acl(pairs)
-        if not files.acl.exists() or files.acl.read_text(encoding="utf-8") != acl:
-            _write_secret(files.acl, acl)
-            changed = True
+    # The folders are 0700 before anything is written in them, so a file that openssl creates with the
+    # process umask is never readable by others, even before the chmod below makes every file 0600 too
+    # (no os.umask: it is process-wide, and `up` runs inside long-lived, threaded processes).
+    for folder in (root, root / "clients", root / "secrets"):
+        folder.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        folder.chmod(_DIR_MODE)
+    if not (files.ca_cert.exists() and files.ca_key.exists()):
+        _make_ca(files)
+    if not (files.server_cert.exists() and files.server_key.exists()):
+        _make_leaf(files, files.server_cert, files.server_key, "localhost", server=True)
+    passwords: dict[str, str] = {}
+    for user in users:
+        if not files.password_file(user).exists():
+            _write_secret(files.password_file(user), secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
+        passwords[user] = files.password_file(user).read_text(encoding="utf-8").strip()
+        if not (files.client_cert(user).exists() and files.client_key(user).exists()):
+            _make_leaf(files, files.client_cert(user), files.client_key(user), user, server=False)
+    changed = False
+    current = read_passwd(files.passwd)
+    if set(current) != set(users) or not all(verify_password(passwords[u], current[u]) for u in users):
+        _write_secret(files.passwd, "".join(f"{u}:{hash_password(passwords[u])}\n" for u in users))
+        changed = True
+    acl = render_acl(pairs)
+    if not files.acl.exists() or files.acl.read_text(encoding="utf-8") != acl:
+        _write_secret(files.acl, acl)
+        changed = True
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(_SECRET_MODE)
     return changed
 
 

@@ -261,7 +261,8 @@ def render_influxdb_conf(endpoints: Endpoints) -> str:
 
 def _render(service: _Service, endpoints: Endpoints, secure: SecureBroker | None = None) -> str:
     if service.name == "mosquitto":
-        return render_mosquitto_conf(endpoints, secure)
+        # The one-argument call for the plain config: a test replaces render_mosquitto_conf with its own.
+        return render_mosquitto_conf(endpoints) if secure is None else render_mosquitto_conf(endpoints, secure)
     return render_influxdb_conf(endpoints)
 
 

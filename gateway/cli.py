@@ -81,6 +81,7 @@ def build_gateway(
         keepalive=mqtt.keepalive,
         username=mqtt.username,
         password=config.password(),
+        tls=config.tls(),
         reconnect_min_s=mqtt.reconnect_min_s,
         reconnect_max_s=mqtt.reconnect_max_s,
     )

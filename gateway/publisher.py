@@ -43,6 +43,23 @@ from gateway.errors import BrokerUnavailable, ConfigError, PublishFailed
 log = logging.getLogger(__name__)
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho 2.2 wraps the socket, runs the handshake and, when it fails (a broker certificate that does not verify,
+    a refused client certificate), drops the socket without closing it: one leaked descriptor per failed
+    reconnect, for as long as the broker stays misconfigured. Installed through the documented
+    `SSLContext.sslsocket_class` hook rather than by patching paho.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     """TLS towards the broker: `ca_file` None trusts the system CAs; a client certificate needs its key."""
@@ -60,6 +77,7 @@ class TlsConfig:
                 ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file) if self.ca_file is not None else None
             )
             context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.sslsocket_class = _ClosingSSLSocket
             if self.cert_file is not None and self.key_file is not None:
                 context.load_cert_chain(str(self.cert_file), str(self.key_file))
         except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, PermissionError, a PEM that does not parse
@@ -124,6 +142,10 @@ class Publisher:
         self._backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng or random.Random())  # noqa: S311 (jitter, not crypto)
         self.published = 0
         self.acked = 0
+        # PUBACKs with a failure reason (MQTT 5), e.g. 0x87 "Not authorized" for a topic outside this client's
+        # ACL: the broker will never take that message, so it counts as acknowledged (the spool must not retry
+        # it forever) but is counted and logged here, never dropped silently.
+        self.rejected = 0
         self.connections = 0  # successful CONNACKs so far: a change tells the owner it reconnected
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -186,12 +208,16 @@ class Publisher:
         self._closing.wait(delay)
 
     def _handle_publish(
-        self, _c: mqtt.Client, _u: Any, mid: int, _reason: ReasonCode, _props: Properties | None
+        self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _props: Properties | None
     ) -> None:
         with self._cond:
             self._inflight -= 1
             self.acked += 1
+            if reason.is_failure:
+                self.rejected += 1
             self._cond.notify_all()
+        if reason.is_failure:
+            log.warning("broker %s:%s rejected message %d: %s", self.broker.host, self.broker.port, mid, reason)
         if self._on_ack is not None:
             self._on_ack(mid)
 
@@ -209,12 +235,16 @@ class Publisher:
             raise BrokerUnavailable(f"cannot connect to {self.broker.host}:{self.broker.port}: {exc}") from exc
         self._client.loop_start()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._connected or self._connect_error is not None, timeout):
-                self._stop_loop()
-                raise BrokerUnavailable(f"no CONNACK from {self.broker.host}:{self.broker.port} in {timeout} s")
-            if self._connect_error is not None:
-                self._stop_loop()
-                raise BrokerUnavailable(f"broker refused the connection: {self._connect_error}")
+            answered = self._cond.wait_for(lambda: self._connected or self._connect_error is not None, timeout)
+            refused = self._connect_error
+        # The loop is stopped outside the lock: the network thread takes it in its disconnect callback (after
+        # a refused CONNACK), and joining that thread while holding the lock would deadlock.
+        if not answered:
+            self._stop_loop()
+            raise BrokerUnavailable(f"no CONNACK from {self.broker.host}:{self.broker.port} in {timeout} s")
+        if refused is not None:
+            self._stop_loop()
+            raise BrokerUnavailable(f"broker refused the connection: {refused}")
 
     def _stop_loop(self) -> None:
         self._closing.set()  # interrupts a backoff wait on the network thread, which loop_stop joins

@@ -80,6 +80,11 @@ class MqttConfig:
     keepalive: int = 30
     username: str | None = None
     password: str | None = None
+    #: TLS: the CA that signed the broker's certificate, and this client's certificate and key (secure mode:
+    #: `districtpulse services up --secure` writes them under .services/mosquitto/secure/clients/_ingest.*).
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     #: Where the filters of the last run are remembered: a persistent session keeps its subscriptions, so
     #: filters removed from the configuration must be unsubscribed explicitly (telegraf#9703).
     subscriptions_file: Path | None = None
@@ -151,6 +156,12 @@ class MqttSource:
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
+        if config.ca_file is not None:
+            client.tls_set(
+                ca_certs=str(config.ca_file),
+                certfile=str(config.cert_file) if config.cert_file else None,
+                keyfile=str(config.key_file) if config.key_file else None,
+            )
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

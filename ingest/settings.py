@@ -44,6 +44,9 @@ class MqttSection(_Section):
     keepalive: int = Field(default=30, ge=5)
     username: str | None = None
     password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 class InfluxSection(_Section):
@@ -143,6 +146,9 @@ class IngestConfig(BaseSettings):
                 keepalive=m.keepalive,
                 username=m.username,
                 password=m.password.get_secret_value() if m.password else None,
+                ca_file=m.ca_file,
+                cert_file=m.cert_file,
+                key_file=m.key_file,
                 subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json",
             ),
             influx=InfluxConfig(

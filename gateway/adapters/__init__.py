@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.adapters import modbus, ocpp, replay, simulated
+from gateway.adapters import modbus, mqtt_sensors, ocpp, replay, simulated
 from gateway.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -26,6 +26,7 @@ ADAPTERS: Mapping[str, AdapterSpec] = {
         replay.SPEC,
         ocpp.SPEC,
         modbus.SPEC,
+        mqtt_sensors.SPEC,
     )
 }
 

@@ -48,6 +48,9 @@ id = "sxa"
   floor_area_m2 = 100
     [[district.building.gateway]]
     id = "sx-g1"
+      [[district.building.gateway.device]]
+      id = "sx-dev1"
+      kind = "electricity_meter"
     [[district.building.gateway]]
     id = "sx-g2"
 [[district]]
@@ -162,7 +165,7 @@ class Subscriber:
         )
         client.username_pw_set(user, files.password_file(user).read_text(encoding="utf-8").strip())
         client.tls_set_context(services.tls_context(files.ca_cert, files.client_cert(user), files.client_key(user)))
-        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
+        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
         client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.granted.put([c.value for c in codes])
         client.connect("127.0.0.1", secure.broker.tls_port)
         client.loop_start()
@@ -197,10 +200,11 @@ def subscribers(secure: Secure) -> Iterator[list[Subscriber]]:
         sub.close()
 
 
-def _refusal(secure: Secure, config: BrokerConfig) -> str:
+def _refusal(config: BrokerConfig, timeout: float = 2.0) -> str:
+    """The BrokerUnavailable message of a connection attempt that must fail (no CONNACK: after `timeout`)."""
     publisher = Publisher(config)
     with pytest.raises(BrokerUnavailable) as caught:
-        publisher.connect(timeout=5)
+        publisher.connect(timeout=timeout)
     return str(caught.value)
 
 
@@ -227,6 +231,8 @@ def test_a_gateway_publishes_under_its_own_prefix_only(secure: Secure, subscribe
             publisher.publish(topic, f"forged-{i}".encode())
         publisher.publish(own, b"ok-2")
         assert publisher.wait_acked(WAIT_S)
+        # Each forged message got a PUBACK with "Not authorized" (MQTT 5): acknowledged, and counted.
+        assert (publisher.acked, publisher.rejected) == (2 + len(forged), len(forged))
 
     expected = [(own, b"ok-1"), (own, b"ok-2")]
     assert everything.take_until(b"ok-2") == expected
@@ -260,27 +266,27 @@ def test_a_gateway_can_publish_its_retained_status_but_cannot_read_the_district(
 
 
 def test_wrong_password_and_unknown_user_are_refused(secure: Secure) -> None:
-    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password="not-the-password"))
-    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password=None))
+    assert "Not authorized" in _refusal(secure.broker_config("sx-g1", password="not-the-password"))
+    assert "Not authorized" in _refusal(secure.broker_config("sx-g1", password=None))
     # A valid password of another gateway does not make sx-g1 in it: passwords are per user.
     g2_password = secure.files.password_file("sx-g2").read_text(encoding="utf-8").strip()
-    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", password=g2_password))
-    assert "Not authorized" in _refusal(secure, secure.broker_config("sx-g1", username="sx-nobody"))
+    assert "Not authorized" in _refusal(secure.broker_config("sx-g1", password=g2_password))
+    assert "Not authorized" in _refusal(secure.broker_config("sx-g1", username="sx-nobody"))
 
 
 def test_plain_text_and_tls_without_the_right_certificates_are_refused(secure: Secure) -> None:
     files = secure.files
     # Plain-text MQTT on the TLS port: no CONNACK, whatever the credentials.
-    _refusal(secure, secure.broker_config("sx-g1", tls=None))
+    assert "no CONNACK" in _refusal(secure.broker_config("sx-g1", tls=None))
     with pytest.raises((ConnectionError, OSError, services.ServiceError)):
         services.mqtt_handshake("127.0.0.1", secure.broker.tls_port, 3.0)
     # ... and no plain-text listener on the plain port at all.
     with pytest.raises(ConnectionRefusedError):
         services.mqtt_handshake("127.0.0.1", secure.endpoints.mqtt_port, 3.0)
     # TLS without a client certificate: the broker requires one.
-    _refusal(secure, secure.broker_config("sx-g1", tls=TlsConfig(files.ca_cert)))
+    assert "no CONNACK" in _refusal(secure.broker_config("sx-g1", tls=TlsConfig(files.ca_cert)))
     # The gateway verifies the broker: with the system CAs only, our local CA's broker is not trusted.
-    assert "CERTIFICATE_VERIFY_FAILED" in _refusal(secure, secure.broker_config("sx-g1", tls=TlsConfig()))
+    assert "CERTIFICATE_VERIFY_FAILED" in _refusal(secure.broker_config("sx-g1", tls=TlsConfig()))
 
 
 # --- reload and secrets --------------------------------------------------------------------------------
@@ -322,7 +328,7 @@ def test_no_secret_appears_in_outputs_or_logs(secure: Secure, caplog: pytest.Log
     with Publisher(secure.broker_config("sx-g1")) as publisher:  # connects, publishes, disconnects: logged
         publisher.publish("dp/v1/sxa/sx-g1/d/heat_meter", b"x")
         assert publisher.wait_acked(WAIT_S)
-    _refusal(secure, secure.broker_config("sx-g2", password="wrong"))
+    _refusal(secure.broker_config("sx-g2", password="wrong"))
     command = [sys.executable, "-m", "districtpulse.services"]
     arguments = ["--secure", "--registry", str(secure.registry), "--no-install"]
     outputs = [
@@ -345,3 +351,74 @@ def test_no_secret_appears_in_outputs_or_logs(secure: Secure, caplog: pytest.Log
     ]
     assert leaks == []  # ...but no password and no private key
     assert len(secure.secrets()) > 10  # 6 passwords and the key lines were really looked for
+
+
+def test_plain_up_and_status_on_a_secure_state_dir_say_so_instead_of_downgrading(secure: Secure) -> None:
+    with pytest.raises(services.ServiceError, match="secure mode switched on or off"):
+        services.up(secure.endpoints, log=lambda _: None, install=False)
+    mosquitto = {s.name: s for s in services.status(secure.endpoints)}["mosquitto"]
+    assert (mosquitto.running, mosquitto.detail) == (
+        False,
+        "running in secure mode (TLS only): ask `districtpulse services status --secure`",
+    )
+    # Still the same secure broker, still refusing plain text.
+    with pytest.raises(ConnectionRefusedError):
+        services.mqtt_handshake("127.0.0.1", secure.endpoints.mqtt_port, 3.0)
+    assert all(s.running for s in services.status(secure.endpoints, secure=secure.broker))
+
+
+async def test_ingest_consumes_over_tls_with_its_own_credentials_and_stores_what_the_gateway_sent(
+    secure: Secure, tmp_path: Path
+) -> None:
+    """The whole secure path: gateway (client certificate + password) -> TLS broker -> ingest (its own
+    certificate + password, read-only ACL) -> InfluxDB."""
+    import asyncio
+
+    from devices import Registry, encode_batch, units_for
+    from ingest import InfluxConfig, IngestSettings, IngestStats, MqttConfig, Pipeline
+
+    files = secure.files
+    registry = Registry.load(secure.registry)
+    settings = IngestSettings(
+        registry=secure.registry,
+        quarantine=tmp_path / "quarantine.sqlite",
+        mqtt=MqttConfig(
+            host="127.0.0.1",
+            port=secure.broker.tls_port,
+            client_id=f"ingest-tls-{os.urandom(3).hex()}",
+            topics=("dp/v1/sxa/+/+/+",),
+            session_expiry_s=0,
+            username=INGEST_USER,
+            password=files.password_file(INGEST_USER).read_text(encoding="utf-8").strip(),
+            ca_file=files.ca_cert,
+            cert_file=files.client_cert(INGEST_USER),
+            key_file=files.client_key(INGEST_USER),
+        ),
+        influx=InfluxConfig(url=secure.endpoints.influx_url, database=f"tls_{os.urandom(3).hex()}"),
+        batch_interval_s=0.05,
+    )
+    stats = IngestStats()
+    pipeline = Pipeline(settings, registry, stats=stats)
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.wait_for(pipeline.source.subscribed.wait(), WAIT_S)
+        t0 = 1_790_000_000_000
+        readings = [(t0 + i * 60_000, {"energy_import": 10.0 + i, "power": 500.0}) for i in range(3)]
+        payload = encode_batch("sx-dev1", 0, units_for("electricity_meter"), readings)
+
+        def publish() -> None:
+            with Publisher(secure.broker_config("sx-g1")) as publisher:
+                publisher.publish("dp/v1/sxa/sx-g1/sx-dev1/electricity_meter", payload)
+                assert publisher.wait_acked(WAIT_S)
+
+        await asyncio.to_thread(publish)
+        deadline = time.monotonic() + WAIT_S
+        while stats.readings_stored < 3:
+            assert time.monotonic() < deadline, stats.as_dict()
+            await asyncio.sleep(0.05)
+        assert stats.readings_stored == 3
+        assert sum(stats.readings_quarantined.values()) == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
