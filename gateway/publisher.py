@@ -295,6 +295,15 @@ class Publisher:
         self._closing.set()
         self._client.disconnect()
         self._client.loop_stop()
+        self._release_sockets()
+
+    def _release_sockets(self) -> None:
+        """Close paho's socket and its wake-up socket pair now. paho closes them only when the client is
+        garbage-collected, and the client and this publisher refer to each other (callbacks), so without this
+        the sockets live until a later cycle collection (a ResourceWarning in whatever runs then)."""
+        reset = getattr(self._client, "_reset_sockets", None)  # paho 2.x; private, hence the guard
+        if callable(reset):
+            reset()
 
     def __enter__(self) -> Publisher:
         self.connect()
