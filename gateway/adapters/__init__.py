@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.adapters import modbus, mqtt_sensors, ocpp, replay, simulated
 from gateway.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -19,16 +19,30 @@ from gateway.adapters.base import (
 )
 from gateway.errors import ConfigError
 
-ADAPTERS: Mapping[str, AdapterSpec] = {
-    spec.name: spec
-    for spec in (
-        simulated.SPEC,
-        replay.SPEC,
-        ocpp.SPEC,
-        modbus.SPEC,
-        mqtt_sensors.SPEC,
-    )
+#: type name -> the module holding its `SPEC`. Imported on first use, so a gateway loads (and its memory
+#: holds) only the adapters it is configured with: on a Pi every megabyte counts.
+_MODULES: dict[str, str] = {
+    "simulated": "gateway.adapters.simulated",
+    "replay": "gateway.adapters.replay",
+    "ocpp": "gateway.adapters.ocpp",
+    "modbus": "gateway.adapters.modbus",
+    "mqtt_sensors": "gateway.adapters.mqtt_sensors",
 }
+
+
+class _Registry(Mapping[str, AdapterSpec]):
+    def __getitem__(self, name: str) -> AdapterSpec:
+        spec: AdapterSpec = importlib.import_module(_MODULES[name]).SPEC
+        return spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+ADAPTERS: Mapping[str, AdapterSpec] = _Registry()
 
 
 def parse_adapter_config(raw: Mapping[str, Any], *, where: str = "adapter") -> AdapterConfig:
