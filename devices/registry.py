@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.kinds import DeviceKind
+from devices.problems import describe
 from devices.topics import check_id, readings_topic
 
 Id = Annotated[str, AfterValidator(check_id)]
@@ -180,9 +181,7 @@ class Registry:
         try:
             return cls(RegistryFile.model_validate(raw))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-            )
+            problems = describe(exc)
             raise RegistryError(f"{source}: {problems}") from exc
 
     @classmethod

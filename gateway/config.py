@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.endpoints import Endpoints
+from devices.problems import describe
 from devices.registry import Registry, RegistryError
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
@@ -205,9 +206,7 @@ class GatewayConfig:
         try:
             model = ConfigFile.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-            )
+            problems = describe(exc)
             raise ConfigError(f"{source}: {problems}") from exc
         try:
             return cls(model, base_dir)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from ingest.errors import SinkRejected, SinkUnavailable
+from ingest.retry import parse_retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +47,7 @@ class Writer(Protocol):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 class InfluxV1:

@@ -24,19 +24,14 @@ from influxdb_client.rest import ApiException
 
 from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.influx import InfluxConfig
+from ingest.retry import parse_retry_after
 
 _MS = cast(WritePrecision, WritePrecision.MS)  # the class holds plain str constants; the API is annotated
 
 
 def _retry_after(exc: ApiException) -> float | None:
     headers: Mapping[str, str] = exc.headers or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
 
 
 class InfluxV2:

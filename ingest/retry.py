@@ -8,7 +8,9 @@ it is capped at `max_retry_after_s` so that a wrong header cannot park the consu
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,3 +32,21 @@ class Backoff:
         if retry_after is None:
             return jittered
         return max(jittered, min(retry_after, self.max_retry_after_s))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 10.2.3); None when
+    absent or unreadable (the backoff alone decides then)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

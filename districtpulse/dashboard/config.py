@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from devices import DeviceKind, demo_registry_path
 from devices.endpoints import Endpoints
+from devices.problems import describe
 
 Severity = Literal["critical", "warning", "info"]
 Role = Literal["operator", "viewer"]
@@ -254,9 +255,7 @@ class DashboardConfig(_Model):
         try:
             config = cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-            )
+            problems = describe(exc)
             raise ConfigError(f"{source}: {problems}") from exc
         if not config.auth.user and not config.auth.open:
             raise ConfigError(f"{source}: no [[auth.user]]: add an operator (or set auth.open = true on purpose)")

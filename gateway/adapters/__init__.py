@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from devices.problems import describe
 from gateway.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -55,9 +56,7 @@ def parse_adapter_config(raw: Mapping[str, Any], *, where: str = "adapter") -> A
         config: AdapterConfig = spec.config.model_validate(raw)
         return config
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
+        problems = describe(exc)
         raise ConfigError(f"{where} ({kind}): {problems}") from exc
 
 

@@ -95,3 +95,15 @@ async def test_the_pipeline_waits_as_the_backoff_and_the_server_say(
     assert waited == [2.5, 2.0, 40.0]
     assert stats.write_retries == 3
     assert len(writer.bodies) == 1
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    from ingest.retry import parse_retry_after
+
+    now = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", now=now) == 30.0
+    assert parse_retry_after("Tue, 14 Nov 2023 22:13:00 GMT", now=now) == 0.0  # already past
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
