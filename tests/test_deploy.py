@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.net import free_port as _free_port
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -483,12 +485,6 @@ def test_mosquitto_conf_settings(services: dict[str, Any]) -> None:
     assert any(v.endswith(":ro") for v in mosquitto["volumes"] if v.startswith("./deploy/mosquitto"))
     assert any(v.split(":")[1] == "/mosquitto/data" for v in mosquitto["volumes"])
     assert "1883:1883" in mosquitto["ports"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_mosquitto(conf_text: str, port: int, tmp_path: Path) -> tuple[bool, str]:

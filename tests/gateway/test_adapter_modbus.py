@@ -25,16 +25,10 @@ from gateway.adapters import AdapterContext, DeviceRef, build_adapter, parse_ada
 from gateway.adapters.modbus import DumpSource, ModbusAdapter
 from gateway.adapters.modbus.registers import Block, RegisterSpec, decode_value, load_map, plan_reads
 from gateway.errors import ConfigError
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "gateway" / "adapters" / "modbus" / "testcases"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LoopbackServer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from devices import Registry, encode_batch, readings_topic, units_for
 from districtpulse.config import Endpoints
 from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.mqtt import Message
+from tests.support.net import free_influx_port, free_port
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z: in the past, after commissioning
 
@@ -127,26 +127,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what:
 
 
 # --- real services ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def free_influx_port() -> int:
-    """InfluxDB also binds its RPC service on port + 1: both must be free."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
 
 
 def private_endpoints(state_dir: Path, database: str = "ingest") -> Endpoints:

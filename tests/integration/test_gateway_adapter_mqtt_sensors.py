@@ -4,9 +4,7 @@ own topics as v1 batches with exactly the expected values; bad payloads are coun
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 import time
 import tomllib
@@ -25,6 +23,7 @@ from gateway.adapters.mqtt_sensors import MqttSensorsAdapter
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
+from tests.support.net import TcpProxy as Proxy
 
 CASE = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "mqtt_sensors" / "testcases"
 CASE = CASE / "four_vendors_and_bad_payloads"
@@ -158,58 +157,6 @@ def test_sensor_payloads_reach_the_spool_and_are_republished(
     for device in sorted({e["device"] for e in expected}):
         assert [v for d, v in got if d == device] == [e["values"] for e in expected if e["device"] == device]
     assert len(got) == len(expected)
-
-
-class Proxy:
-    """Forwards a loopback port to the broker; `cut()` drops every connection and refuses new ones until
-    `up.set()`."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.up.clear()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
 
 
 class ListSink:

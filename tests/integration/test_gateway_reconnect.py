@@ -3,8 +3,6 @@ and delivers every reading (the shared broker stays up; a TCP proxy on loopback 
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from pathlib import Path
 
@@ -14,60 +12,7 @@ from districtpulse.config import Endpoints
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
-
-
-class Proxy:
-    """Forwards 127.0.0.1:<port> to the broker; `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        self.accepted = 0
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self.accepted += 1
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.up.clear()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
+from tests.support.net import TcpProxy as Proxy
 
 CONFIG = """
 [gateway]

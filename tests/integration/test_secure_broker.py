@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from districtpulse.security import INGEST_USER, SecureFiles
 from districtpulse.services import SecureBroker
 from gateway.errors import BrokerUnavailable
 from gateway.publisher import BrokerConfig, Publisher, TlsConfig
+from tests.support.net import free_influx_port as _free_influx_port
+from tests.support.net import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0
@@ -66,26 +67,6 @@ ADDED_GATEWAY = """
     [[district.building.gateway]]
     id = "sx-g4"
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _free_influx_port() -> int:
-    """InfluxDB also binds port + 1."""
-    for _ in range(50):
-        port = _free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
 
 
 @dataclass

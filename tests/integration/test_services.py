@@ -30,6 +30,8 @@ from districtpulse.services import (
     up,
     wait_ready,
 )
+from tests.support.net import free_influx_port as _free_influx_port
+from tests.support.net import free_port as _free_port
 
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp prints it
 TCP_LISTEN = "0A"
@@ -45,22 +47,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _free_influx_port() -> int:
-    """InfluxDB also binds its RPC service on port + 1: both must be free."""
-    for _ in range(50):
-        port = _free_port()
-        if port < 65535 and _bindable(port + 1):
-            return port
-    raise RuntimeError("no free pair of ports")
 
 
 def _private_endpoints(state_dir: Path) -> Endpoints:

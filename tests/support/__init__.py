@@ -1,0 +1,1 @@
+"""Helpers shared by test packages (loopback ports, a cuttable TCP proxy)."""
