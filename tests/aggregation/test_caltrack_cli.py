@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from aggregation import savings_cli
+from tests.aggregation.eemeter_cases import DATA, FIXTURE
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).parent / "data"
-FIXTURE = json.loads((DATA / "eemeter-3.2.0-results.json").read_text())
 SAMPLE = "il-electricity-cdd-hdd-daily"
 BASELINE = ["2015-12-26T00:00:00-06:00", "2016-12-26T00:00:00-06:00"]
 REPORTING = ["2017-01-04T00:00:00-06:00", "2018-01-04T00:00:00-06:00"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,27 +20,11 @@ from aggregation.caltrack_daily import (
     fit_daily,
     model_from_row,
 )
+from tests.aggregation.eemeter_cases import DATA, cases, run_case
 
-DATA = Path(__file__).parent / "data"
-FIXTURE = json.loads((DATA / "eemeter-3.2.0-results.json").read_text())
-DAILY_CASES = {name: entry for name, entry in FIXTURE.items() if entry["case"]["method"] == "caltrack-daily"}
+DAILY_CASES = cases("caltrack-daily")
 H = 3600
 DAY = 86_400
-
-
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    args = savings_cli.parse(
-        [
-            "--usage", str(DATA / case["usage"]),
-            "--temperature", str(DATA / case["temperature"]),
-            "--baseline", *case["baseline"],
-            "--reporting", *case["reporting"],
-            "--method", case["method"],
-            "--fuel", case["fuel"],
-        ]
-    )  # fmt: skip
-    result: dict[str, Any] = savings_cli.compute(args).to_json()
-    return result
 
 
 # ------------------------------------------------------------------------------------ against eemeter 3.2.0

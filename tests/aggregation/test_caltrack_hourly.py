@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,29 +10,12 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from aggregation import _caltrack_kernels as K
 from aggregation import caltrack_reference as ref
-from aggregation import savings_cli
 from aggregation._caltrack_common import HourlyTemperature, MeterSeries
 from aggregation.caltrack_hourly import SEGMENT_NAMES, fit_hourly, hourly_period, local_calendar
+from tests.aggregation.eemeter_cases import cases, run_case
 
-DATA = Path(__file__).parent / "data"
-FIXTURE = json.loads((DATA / "eemeter-3.2.0-results.json").read_text())
-HOURLY_CASES = {name: e for name, e in FIXTURE.items() if e["case"]["method"] == "caltrack-hourly"}
+HOURLY_CASES = cases("caltrack-hourly")
 H = 3600
-
-
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    args = savings_cli.parse(
-        [
-            "--usage", str(DATA / case["usage"]),
-            "--temperature", str(DATA / case["temperature"]),
-            "--baseline", *case["baseline"],
-            "--reporting", *case["reporting"],
-            "--method", case["method"],
-            "--fuel", case["fuel"],
-        ]
-    )  # fmt: skip
-    result: dict[str, Any] = savings_cli.compute(args).to_json()
-    return result
 
 
 def test_fixture_covers_every_hourly_sample() -> None:
