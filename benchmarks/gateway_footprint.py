@@ -14,7 +14,8 @@ RSS from getrusage), so the figures are the gateway process's and nothing else's
    `cpu_s_per_1000_readings` is the gateway's CPU time (user + system) over the readings it delivered.
 
 `peak_rss_mb` is the largest peak RSS of the three gateway processes (run with the systemd unit's
-MALLOC_ARENA_MAX=2); about 37 MiB of it is the interpreter with its imports. Targets (issue 4):
+MALLOC_ARENA_MAX=2); about 28 MiB of it is the interpreter with its imports and the built gateway
+(no pydantic since issue 4: the gateway's config and registry reader are plain dataclasses). Targets (issue 4):
 spool_readings_per_s >= 20,000 and peak_rss_mb <= 40. The last line is one JSON object.
 
     PYTHONPATH=. python benchmarks/gateway_footprint.py                   # ~1 minute

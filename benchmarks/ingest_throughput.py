@@ -280,6 +280,7 @@ def run_ingest(
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(proc.pid) - cpu0
+        requests = _metric(port, "dp_ingest_write_requests_total")
         others = {n: cpu_seconds(pid) - services0[n] for n, pid in service_pids(endpoints).items()}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -291,7 +292,8 @@ def run_ingest(
     influx(endpoints, f'DROP DATABASE "{db}"')
     print(
         f"  {label}: {elapsed:.1f} s; CPU-us per reading: ingest {cpu / a.readings * 1e6:.2f}, "
-        + ", ".join(f"{n} {v / a.readings * 1e6:.2f}" for n, v in others.items()),
+        + ", ".join(f"{n} {v / a.readings * 1e6:.2f}" for n, v in others.items())
+        + f"; {requests:.0f} write requests ({a.readings / max(requests, 1):,.0f} readings each)",
         flush=True,
     )
     return {"per_s": a.readings / elapsed, "seconds": elapsed, "cpu_us_per_reading": cpu / a.readings * 1e6}

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from devices.kinds import KINDS, DeviceKind, KindSpec, MetricSpec, spec_for, units_for
     from devices.payload import BATCH_ADAPTER, Batch, Reading
-    from devices.registry import Device, Registry, RegistryError, demo_registry_path
+    from devices.registry import Device, Registry, demo_registry_path
+    from devices.registry_index import RegistryError
     from devices.topics import (
         READINGS_FILTER,
         ReadingsTopic,
@@ -38,7 +39,7 @@ _LAZY: dict[str, str] = {
     "ReadingsTopic": "devices.topics",
     "Reason": "devices.validation",
     "Registry": "devices.registry",
-    "RegistryError": "devices.registry",
+    "RegistryError": "devices.registry_index",  # the same class, without importing pydantic
     "Rejection": "devices.validation",
     "SCHEMA_VERSION": "devices.wire",
     "TopicError": "devices.topics",
@@ -88,7 +89,18 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        if name in {"endpoints", "kinds", "logs", "payload", "registry", "topics", "validation", "wire"}:
+        if name in {
+            "endpoints",
+            "kinds",
+            "logs",
+            "payload",
+            "registry",
+            "registry_index",
+            "tables",
+            "topics",
+            "validation",
+            "wire",
+        }:
             return importlib.import_module(f"devices.{name}")
         raise AttributeError(f"module 'devices' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

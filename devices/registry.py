@@ -31,14 +31,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from devices.kinds import DeviceKind
 from devices.problems import describe
+from devices.registry_index import RegistryError as RegistryError  # pydantic-free, re-exported
 from devices.topics import check_id, readings_topic
 
 Id = Annotated[str, AfterValidator(check_id)]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class RegistryError(ValueError):
-    """The registry file cannot be read or is inconsistent."""
 
 
 class _Model(BaseModel):

@@ -33,14 +33,13 @@ must not silently fall back to a default).
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import Annotated, Any, Literal
 
 from devices.endpoints import Endpoints
-from devices.problems import describe
-from devices.registry import Registry, RegistryError
+from devices.registry_index import RegistryError, gateway_devices
+from devices.tables import Bounds, Check, TableError, load
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
 from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
@@ -48,52 +47,51 @@ from gateway.errors import ConfigError
 from gateway.publisher import TlsConfig
 from gateway.spool import SpoolLimits
 
-Id = Annotated[str, AfterValidator(check_id)]
+# Dataclasses loaded by `devices.tables`, not pydantic models: pydantic would cost the Pi ~12 MB (issue 4).
+Id = Annotated[str, Check(check_id)]
+Positive = Annotated[float, Bounds(gt=0)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GatewaySection(_Model):
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
     id: Id
     district: Id | None = None
     registry: Path | None = None
-    publish_interval_s: Annotated[float, Field(gt=0)] = 10.0
-    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    max_batch_readings: Annotated[int, Field(ge=1, le=MAX_READINGS_PER_BATCH)] = 500
-    clock_check_interval_s: Annotated[float, Field(gt=0)] = 30.0
-    age_check_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    publish_interval_s: Positive = 10.0
+    heartbeat_interval_s: Positive = 60.0
+    max_batch_readings: Annotated[int, Bounds(ge=1, le=MAX_READINGS_PER_BATCH)] = 500
+    clock_check_interval_s: Positive = 30.0
+    age_check_interval_s: Positive = 60.0
     #: On SIGTERM, how long to wait for the broker to acknowledge what is in flight.
-    drain_timeout_s: Annotated[float, Field(ge=0)] = 5.0
+    drain_timeout_s: Annotated[float, Bounds(ge=0)] = 5.0
 
 
 def _env() -> Endpoints:
     return Endpoints.from_env()
 
 
-class MqttSection(_Model):
-    host: str = Field(default_factory=lambda: _env().mqtt_host)
-    port: Annotated[int, Field(ge=1, le=65535)] = Field(default_factory=lambda: _env().mqtt_port)
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    host: str = field(default_factory=lambda: _env().mqtt_host)
+    port: Annotated[int, Bounds(ge=1, le=65535)] = field(default_factory=lambda: _env().mqtt_port)
     #: Default: dp-gw-<gateway id>. Must be unique per broker: a second client with the same id evicts the first.
     client_id: str | None = None
-    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    keepalive: Annotated[int, Bounds(ge=5, le=3600)] = 30
     username: str | None = None
     password_file: Path | None = None
     #: Messages awaiting PUBACK at once (one slot is kept for the status message).
-    max_inflight: Annotated[int, Field(ge=2, le=10_000)] = 100
+    max_inflight: Annotated[int, Bounds(ge=2, le=10_000)] = 100
     #: ... and at most this many payload bytes (paho holds each payload until its PUBACK).
-    max_inflight_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    max_inflight_bytes: Annotated[int, Bounds(ge=1024)] = 1024 * 1024
+    reconnect_min_s: Positive = 1.0
+    reconnect_max_s: Positive = 60.0
     #: TLS is explicit: a CA or certificate file without `tls = true` is an error, not a silent upgrade.
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
 
-    @model_validator(mode="after")
-    def _tls_files(self) -> Self:
+    def __post_init__(self) -> None:
         given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
         if given and not self.tls:
             raise ValueError(f"{', '.join(given)} set but tls = false: set tls = true")
@@ -101,35 +99,35 @@ class MqttSection(_Model):
             raise ValueError("a client certificate needs both cert_file and key_file")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
-        return self
 
 
-class SpoolSection(_Model):
+@dataclass(frozen=True, slots=True)
+class SpoolSection:
     path: Path = Path("spool.sqlite")
-    commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    commit_interval_ms: Annotated[int, Bounds(ge=1, le=60_000)] = 200
     synchronous: Literal["NORMAL", "FULL"] = "FULL"
-    max_bytes: Annotated[int, Field(ge=64 * 1024)] = 256 * 1024 * 1024
-    instantaneous_max_age_s: Annotated[float, Field(gt=0)] = 2 * 86400.0
-    max_age_s: Annotated[float, Field(gt=0)] = 30 * 86400.0
+    max_bytes: Annotated[int, Bounds(ge=64 * 1024)] = 256 * 1024 * 1024
+    instantaneous_max_age_s: Positive = 2 * 86400.0
+    max_age_s: Positive = 30 * 86400.0
     #: Readings waiting for the next commit at most (adapters block beyond: backpressure).
-    max_buffered: Annotated[int, Field(ge=100)] = 4_000
+    max_buffered: Annotated[int, Bounds(ge=100)] = 4_000
 
-    @model_validator(mode="after")
-    def _ages(self) -> Self:
+    def __post_init__(self) -> None:
         if self.instantaneous_max_age_s > self.max_age_s:
             raise ValueError("instantaneous_max_age_s must not exceed max_age_s")
-        return self
 
     @property
     def limits(self) -> SpoolLimits:
         return SpoolLimits(self.max_bytes, self.instantaneous_max_age_s, self.max_age_s)
 
 
-class ConfigFile(_Model):
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
     gateway: GatewaySection
-    mqtt: MqttSection = Field(default_factory=MqttSection)
-    spool: SpoolSection = Field(default_factory=SpoolSection)
-    adapter: list[dict[str, Any]] = Field(min_length=1)
+    #: Each table is checked by its adapter type's own dataclass (`gateway.adapters.parse_adapter_config`).
+    adapter: Annotated[list[dict[str, Any]], Bounds(min_length=1)]
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
 
 
 class GatewayConfig:
@@ -147,16 +145,15 @@ class GatewayConfig:
         if model.gateway.registry is not None:
             path = self._resolve(model.gateway.registry)
             try:
-                registry = Registry.load(path)
+                registry_district, devices = gateway_devices(path, model.gateway.id)
             except RegistryError as exc:
                 raise ConfigError(str(exc)) from exc
-            entry = registry.gateways.get(model.gateway.id)
-            if entry is None:
-                raise ConfigError(f"gateway {model.gateway.id!r} is not in the registry {path}")
-            if district is not None and district != entry[0].id:
-                raise ConfigError(f"gateway {model.gateway.id!r} belongs to district {entry[0].id!r}, not {district!r}")
-            district = entry[0].id
-            registry_devices = tuple(DeviceRef(d.id, d.kind) for d in registry.devices_of_gateway(model.gateway.id))
+            if district is not None and district != registry_district:
+                raise ConfigError(
+                    f"gateway {model.gateway.id!r} belongs to district {registry_district!r}, not {district!r}"
+                )
+            district = registry_district
+            registry_devices = tuple(DeviceRef(device_id, kind) for device_id, kind in devices)
         if district is None:
             raise ConfigError("gateway.district is required when there is no gateway.registry")
         self.district: str = district
@@ -204,10 +201,9 @@ class GatewayConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
         try:
-            model = ConfigFile.model_validate(raw)
-        except ValidationError as exc:
-            problems = describe(exc)
-            raise ConfigError(f"{source}: {problems}") from exc
+            model = load(ConfigFile, raw)
+        except TableError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
         try:
             return cls(model, base_dir)
         except ConfigError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -150,7 +151,18 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(json.dumps({"ok": True, "devices": len(registry), "config": config.summary()}))
         return 0
+    _tune_gc()
     return asyncio.run(_main(config, registry, args.ready_file))
+
+
+def _tune_gc() -> None:
+    """Every parsed payload is a few hundred small dicts, freed by reference counting as soon as its lines are
+    built; with the default threshold (700) they set off a young collection every few messages, which also
+    walks the registry and the modules (about 4 % of ingest's CPU). Freeze what startup made (it lives as long as
+    the process) and collect the young generation less often: cycles are rare here, and a collection still
+    runs every 50,000 net allocations, so the memory bound is unchanged."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def main(argv: list[str]) -> int:

@@ -15,15 +15,18 @@ That includes the batch-level `"clock": "unsynced"` flag: both paths add `clock_
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
+
+import orjson
 
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
 from devices.validation import DEFAULT_MAX_FUTURE_MS
 from devices.wire import CLOCK_UNSYNCED
-from ingest.lineprotocol import CLOCK_UNSYNCED_FIELD, series_key
+from ingest.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key
 
 _REQUIRED = frozenset({"v", "device", "seq", "readings"})
 _ALLOWED = frozenset({"v", "device", "seq", "clock", "units", "readings"})
@@ -35,6 +38,9 @@ def _string_field(value: str) -> str:
 
 
 _MAX_FLOAT = 1.7976931348623157e308
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: `{"power":5.0}` -> `{power=5.0}`: with identifiers for names and floats for values, the only colons and quotes
+_COLON_TO_EQUALS = bytes.maketrans(b":", b"=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,9 @@ class FastPath:
     def __init__(self, registry: Registry, *, max_future_ms: int = DEFAULT_MAX_FUTURE_MS) -> None:
         self.max_future_ms = max_future_ms
         self._targets: dict[str, _Target] = {}
+        unsafe = sorted(n for spec in KINDS.values() for n in spec.metrics if not _IDENTIFIER.fullmatch(n))
+        if unsafe:  # the JSON-to-line-protocol shortcut relies on names that need neither quotes nor escapes
+            raise RuntimeError(f"metric names must be identifiers for the fast path: {unsafe}")
         for device in registry:
             metrics = KINDS[device.kind].metrics
             target = _Target(
@@ -113,6 +122,17 @@ class FastPath:
             floats = {k: v for k, v in floats.items() if k in units or k not in known_units}
             strings = {k: v for k, v in strings.items() if k in units or k not in known_units}
         key, min_ts, max_ts = target.key, target.min_ts, now_ms + self.max_future_ms
+        columns = _float_columns(readings, floats, min_ts, max_ts)
+        if columns is not None:
+            stamps, objects = columns
+            # Every name is a known metric (an identifier, see __init__) and every value a finite float, so the
+            # JSON text of the value objects is their line protocol but for quotes and colons: one C call per
+            # message instead of a repr per value. `float_text` formats the slow path's floats alike.
+            text = orjson.dumps(objects).translate(_COLON_TO_EQUALS, b'"').decode()
+            return target.device, [
+                f"{key} {f},seq={s}i{flag} {t}"
+                for f, s, t in zip(text[2:-2].split("},{"), range(first, first + n), stamps, strict=True)
+            ]
         out: list[str] = []
         append = out.append
         try:
@@ -128,7 +148,7 @@ class FastPath:
                     if bounds is not None:
                         if type(value) is not float or not bounds[0] <= value <= bounds[1]:
                             return None
-                        fields.append(f"{name}={value!r}")
+                        fields.append(f"{name}={float_text(value)}")
                         continue
                     spec = strings.get(name)
                     if spec is None or type(value) is not str or len(value) > spec[1]:
@@ -142,13 +162,46 @@ class FastPath:
         return target.device, out
 
 
-def _json_loads(payload: bytes) -> object:
-    return json.loads(payload.decode())
+def _float_columns(
+    readings: list[object], floats: dict[str, tuple[float, float]], min_ts: int, max_ts: int
+) -> tuple[list[int], list[dict[str, float]]] | None:
+    """The timestamps and value objects of a message whose readings all carry the same float metrics, checked
+    column by column with C loops (`map`, `min`, `max`, `sum`); None if anything differs from that shape.
+
+    The common message (a meter's registers and powers) costs a few C passes over each column instead of a
+    Python loop per value. Anything else (a string metric, a missing value, another type) goes to the
+    per-value loop, which decides."""
+    try:
+        ts = list(map(_TS, readings))  # type: ignore[arg-type]
+        values = list(map(_VALUES, readings))  # type: ignore[arg-type]
+    except (KeyError, TypeError):  # a reading that is not an object, or lacks one of the two keys
+        return None
+    if set(map(len, readings)) != {2}:  # type: ignore[arg-type]  # ... or has another key
+        return None
+    if set(map(type, ts)) != {int} or min(ts) < min_ts or max(ts) > max_ts:
+        return None
+    if set(map(type, values)) != {dict}:
+        return None
+    first = values[0]
+    if not first or set(map(len, values)) != {len(first)}:
+        return None
+    for name in first:  # each reading has as many metrics as the first, and each of the first's: the same ones
+        bound = floats.get(name)
+        if bound is None:
+            return None
+        try:
+            column = list(map(itemgetter(name), values))
+        except KeyError:
+            return None
+        if set(map(type, column)) != {float}:
+            return None
+        # No NaN here (orjson refuses NaN, Infinity and numbers beyond the double range), so min and max are
+        # exact, and an unbounded metric needs no pass at all (its bounds are the largest finite floats).
+        low, high = bound
+        if (low != -_MAX_FLOAT and min(column) < low) or (high != _MAX_FLOAT and max(column) > high):
+            return None
+    return ts, values
 
 
-try:  # orjson parses about 2.5 times faster; it refuses NaN and invalid UTF-8, which the slow path then explains
-    import orjson
-
-    _loads: Callable[[bytes], object] = orjson.loads
-except ImportError:  # pragma: no cover - the server extra installs it
-    _loads = _json_loads
+_TS, _VALUES = itemgetter("ts"), itemgetter("values")
+_loads: Callable[[bytes], object] = orjson.loads  # refuses NaN, infinities and invalid UTF-8

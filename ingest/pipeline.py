@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
@@ -371,7 +372,7 @@ class Pipeline:
         log.warning("write refused, quarantined", extra={"fields": fields})
 
     async def _write_batch(self, batch: _Batch) -> None:
-        body = "\n".join(line for part in batch.parts for line in part.lines).encode()
+        body = "\n".join(chain.from_iterable(part.lines for part in batch.parts)).encode()
         try:
             await self._write_with_retry(body, batch.readings)
             self.stats.readings_stored += batch.readings

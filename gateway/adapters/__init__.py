@@ -6,9 +6,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from devices.problems import describe
+from devices.tables import TableError, load
 from gateway.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -53,11 +51,9 @@ def parse_adapter_config(raw: Mapping[str, Any], *, where: str = "adapter") -> A
     if spec is None:
         raise ConfigError(f"{where}: unknown adapter type {kind!r} (known: {', '.join(sorted(ADAPTERS))})")
     try:
-        config: AdapterConfig = spec.config.model_validate(raw)
-        return config
-    except ValidationError as exc:
-        problems = describe(exc)
-        raise ConfigError(f"{where} ({kind}): {problems}") from exc
+        return load(spec.config, raw)
+    except TableError as exc:
+        raise ConfigError(f"{where} ({kind}): {exc}") from exc
 
 
 def build_adapter(config: AdapterConfig, context: AdapterContext) -> Adapter:

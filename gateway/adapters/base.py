@@ -3,7 +3,8 @@
 An adapter is a folder under `gateway/adapters/` (code, README.md, sample.toml, testcases/) that registers
 an `AdapterSpec` in `gateway.adapters.ADAPTERS` under its `type` name. The gateway
 
-1. validates the adapter's `[[adapter]]` table of gateway.toml with the spec's pydantic `config` model,
+1. validates the adapter's `[[adapter]]` table of gateway.toml with the spec's `config` dataclass (loaded by
+   `devices.tables`: no pydantic on the Pi, whose memory budget it would eat),
 2. calls `spec.create(config, context)` to build it,
 3. declares the adapter's `devices()` to the spool (so their sequence counters exist before any reading),
 4. runs `adapter.run(sink, stop)` on a thread of its own until it returns or `stop` is set.
@@ -26,8 +27,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-from pydantic import BaseModel, ConfigDict
 
 from devices.kinds import DeviceKind
 
@@ -82,10 +81,11 @@ class Adapter(Protocol):
         ...
 
 
-class AdapterConfig(BaseModel):
-    """Base of every adapter's config model: its `[[adapter]]` table in gateway.toml."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdapterConfig:
+    """Base of every adapter's config dataclass: its `[[adapter]]` table in gateway.toml.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Keyword-only, so that a subclass may add required fields after these defaulted ones."""
 
     type: str
     #: Tells two adapters of the same type apart (their cursors and logs); defaults to the type.

@@ -208,7 +208,7 @@ def test_config_is_checked() -> None:
         parse_adapter_config({**base, "charge_points": {"A": {"1": "ev-1"}, "B": {"1": "ev-1"}}})
     with pytest.raises(ConfigError, match="no connectors"):
         parse_adapter_config({**base, "charge_points": {"A": {}}})
-    with pytest.raises(ConfigError, match="greater than or equal to 1"):
+    with pytest.raises(ConfigError, match=r"adapter \(ocpp\): charge_points\.A\.0: must be >= 1 \(got 0\)"):
         parse_adapter_config({**base, "charge_points": {"A": {"0": "ev-1"}}})
     config = parse_adapter_config({**base, "charge_points": {"A": {"1": "ev-1", "2": "ev-2"}}})
     registry = (DeviceRef("ev-1", DeviceKind.EV_CHARGER), DeviceRef("m-1", DeviceKind.ELECTRICITY_METER))

@@ -60,7 +60,7 @@ def test_the_registry_gives_the_district_and_the_devices(tmp_path: Path, registr
     [
         ('[gateway]\nid = "gw1"\n[[adapter]]\ntype = "simulated"\ncount = 1\n', "district is required"),
         ('[gateway]\nid = "gw 1"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\n', "invalid id 'gw 1'"),
-        ('[gateway]\nid = "gw1"\ndistrict = "d"\n', "adapter: Field required"),
+        ('[gateway]\nid = "gw1"\ndistrict = "d"\n', "gateway.toml: adapter: field required$"),
         ('[gateway]\nid = "g"\ndistrict = "d"\n[spool]\nmax_byte = 1\n[[adapter]]\ntype = "simulated"\n', "max_byte"),
         ('[gateway]\nid = "g"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\ninterval_s = 0\n', "interval_s"),
         (
@@ -104,3 +104,43 @@ def test_check_prints_a_summary_and_a_bad_config_exits_2(tmp_path: Path) -> None
     proc = _cli("--config", str(bad))
     assert proc.returncode == 2
     assert "district is required" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[gateway]\nid = "g"\ndistrict = "d"\npublish_interval_s = -1\n'
+            '[spool]\nmax_bytes = 1\nsynchronous = "OFF"\n[[adapter]]\ntype = "simulated"\n',
+            "gateway.publish_interval_s: must be > 0 (got -1.0); spool.synchronous: must be one of 'NORMAL', 'FULL'; "
+            "spool.max_bytes: must be >= 65536 (got 1)",
+        ),
+        (
+            '[gateway]\nid = "g"\ndistrict = "d"\n[mqtt]\nport = "x"\nkeepalive = 1\n[[adapter]]\ntype = "simulated"\n',
+            "mqtt.port: expected an integer, got 'x'; mqtt.keepalive: must be >= 5 (got 1)",
+        ),
+        (
+            '[gateway]\nid = "g"\ndistrict = "d"\n[spool]\ninstantaneous_max_age_s = 9\nmax_age_s = 1\n'
+            '[[adapter]]\ntype = "simulated"\n',
+            "spool: instantaneous_max_age_s must not exceed max_age_s",
+        ),
+        (
+            '[gateway]\nid = "g"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\n[[adapter]]\ntype = "simulated"\n'
+            'name = "two"\ninterval_s = 0\ncuont = 3\n',
+            "adapter[1] (simulated): interval_s: must be > 0 (got 0.0); "
+            "cuont: unknown key (allowed: type, name, interval_s, devices, count, kinds, seed, ticks)",
+        ),
+        (
+            '[gateway]\nid = "g"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\ncount = 2\ndevices = ["a"]\n',
+            "adapter[0] (simulated): give either devices or count, not both",
+        ),
+        ('[gateway]\nid = "g"\nregistry = "registry.toml"\n[[adapter]]\ntype = "simulated"\n', None),
+    ],
+)
+def test_exact_messages_keep_the_source_and_location(tmp_path: Path, text: str, message: str | None) -> None:
+    (tmp_path / "registry.toml").write_text('[[district]]\nid = "d"\n')
+    path = _config(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        GatewayConfig.load(path)
+    expected = message if message is not None else f"gateway 'g' is not in the registry {tmp_path / 'registry.toml'}"
+    assert str(info.value) == f"{path}: {expected}"

@@ -138,3 +138,24 @@ def test_a_message_on_another_devices_topic_is_declined() -> None:
     assert FAST.lines(TOPICS[EV.id], payload, NOW) is None
     assert FAST.lines("dp/v1/x/y/z/electricity_meter", payload, NOW) is None
     assert math.isfinite(FAST.max_future_ms)
+
+
+def test_the_parser_refuses_what_the_column_checks_rely_on_never_seeing() -> None:
+    """`_float_columns` skips NaN checks and unbounded metrics' ranges because the parser never yields NaN or
+    infinities: if it ever did (another JSON library), these messages must still be declined."""
+    for bad in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400"):
+        doc = base_doc(EM.id, 3)
+        text = json.dumps(doc).replace('"power": 5.5', f'"power": {bad}', 1)
+        assert bad in text
+        assert FAST.lines(TOPICS[EM.id], text.encode(), NOW) is None
+
+
+def test_readings_with_the_same_metrics_in_another_order_keep_their_own_order() -> None:
+    doc = base_doc(EM.id, 3)
+    doc["readings"][1]["values"] = dict(reversed(list(doc["readings"][1]["values"].items())))
+    payload = json.dumps(doc).encode()
+    assert check(TOPICS[EM.id], payload)
+    fast = FAST.lines(TOPICS[EM.id], payload, NOW)
+    assert fast is not None
+    assert " power=5.5,energy_import=11.0,seq=4i " in fast[1][1]
+    assert " energy_import=10.0,power=5.5,seq=3i " in fast[1][0]

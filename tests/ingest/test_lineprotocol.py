@@ -20,5 +20,5 @@ def test_tags_come_from_the_registry_and_fields_keep_their_types(make_registry: 
     assert lines == [
         'ev_charging,district=d1,building=d1-b1,device=d1-ev connector_status="Charging",'
         'session_id="a \\"b\\" \\\\c",session_energy=1.5,power=11000.0,seq=41i 1700000000123',
-        "ev_charging,district=d1,building=d1-b1,device=d1-ev power=1e-07,seq=42i 1700000060123",
+        "ev_charging,district=d1,building=d1-b1,device=d1-ev power=1e-7,seq=42i 1700000060123",
     ]

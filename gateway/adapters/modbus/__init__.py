@@ -8,7 +8,7 @@ Nothing a meter does can stop the gateway. Meters behind one Modbus TCP gateway 
 unit ids) share one connection, polled in turn.
 
 pymodbus is imported only when a meter is read over the network (the `modbus` extra): the gateway extra stays
-paho-mqtt + pydantic. A meter can instead be read from a register dump (`registers = "dump.json"`), which is
+paho-mqtt. A meter can instead be read from a register dump (`registers = "dump.json"`), which is
 how a new map is checked offline and how the test cases run.
 """
 
@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from devices.kinds import DeviceKind
+from devices.tables import Bounds
 from devices.topics import check_id
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink
 from gateway.adapters.modbus.registers import Block, ReadError, RegisterMap, Table, decode, load_map, plan_reads
@@ -37,46 +36,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class MeterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
     #: The registry id of the meter (an electricity_meter of this gateway).
     device: str
     #: A built-in map (`sdm630`, `em24`) or a map file, relative to the config file's folder.
     map: str
     host: str | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    port: Annotated[int, Bounds(ge=1, le=65535)] = 502
     #: The Modbus unit id (slave address): the meter's RS-485 address behind a Modbus TCP gateway.
-    unit: Annotated[int, Field(ge=0, le=255)] = 1
+    unit: Annotated[int, Bounds(ge=0, le=255)] = 1
     #: Or: a register dump file read instead of the network (offline check of a map, test cases).
     registers: Path | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> MeterConfig:
+    def __post_init__(self) -> None:
         if (self.host is None) == (self.registers is None):
             raise ValueError("give either host (Modbus TCP) or registers (a dump file)")
         check_id(self.device, "device")
-        return self
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModbusConfig(AdapterConfig):
     type: Literal["modbus"] = "modbus"
     #: Seconds between polls of every meter.
-    interval_s: Annotated[float, Field(gt=0)] = 10.0
+    interval_s: Annotated[float, Bounds(gt=0)] = 10.0
     #: Seconds to wait for a connection or an answer.
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    timeout_s: Annotated[float, Bounds(gt=0, le=60)] = 2.0
     #: Extra attempts of a request within one poll (pymodbus `retries`).
-    retries: Annotated[int, Field(ge=0, le=5)] = 0
+    retries: Annotated[int, Bounds(ge=0, le=5)] = 0
     #: Stop after this many polling rounds (0: run until the gateway stops).
-    polls: Annotated[int, Field(ge=0)] = 0
-    meter: list[MeterConfig] = Field(min_length=1)
+    polls: Annotated[int, Bounds(ge=0)] = 0
+    meter: Annotated[list[MeterConfig], Bounds(min_length=1)]
 
-    @model_validator(mode="after")
-    def _unique_devices(self) -> ModbusConfig:
+    def __post_init__(self) -> None:
         ids = [m.device for m in self.meter]
         if len(set(ids)) != len(ids):
             raise ValueError(f"a device appears twice: {sorted({d for d in ids if ids.count(d) > 1})}")
-        return self
 
 
 class RegisterSource(Protocol):

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from devices.kinds import KINDS, DeviceKind
+from devices.tables import Bounds, TableError, load
 from gateway.errors import ConfigError
 
 MAPS_DIR = Path(__file__).resolve().parent / "maps"
@@ -42,13 +41,12 @@ class ReadError(Exception):
     """A meter could not be read (timeout, connection refused, Modbus exception, missing register)."""
 
 
-class RegisterSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    address: Annotated[int, Field(ge=0, le=0xFFFF)]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterSpec:
+    address: Annotated[int, Bounds(ge=0, le=0xFFFF)]
     type: DataType
     word_order: Literal["big", "little"] = "big"
-    divide: Annotated[float, Field(gt=0)] = 1
+    divide: Annotated[float, Bounds(gt=0)] = 1
     #: The unit of the value after division: checked against the metric's unit in `devices.kinds`.
     unit: str
     #: What the vendor's document calls the register (and where), for the reviewer.
@@ -59,25 +57,23 @@ class RegisterSpec(BaseModel):
         return WIDTH[self.type]
 
 
-class RegisterMap(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterMap:
     """One meter model's registers for the metrics of `kind` (all electricity meters today)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     kind: DeviceKind = DeviceKind.ELECTRICITY_METER
     table: Table
     #: The vendor documents this map is taken from (titles, versions, URLs).
-    sources: list[str] = Field(min_length=1)
+    sources: Annotated[list[str], Bounds(min_length=1)]
     #: Registers read in one request at most (some meters answer fewer than Modbus allows).
-    max_read: Annotated[int, Field(ge=1, le=MODBUS_MAX_READ)] = MODBUS_MAX_READ
+    max_read: Annotated[int, Bounds(ge=1, le=MODBUS_MAX_READ)] = MODBUS_MAX_READ
     #: Read through a gap of at most this many unmapped registers rather than send another request
     #: (0: only contiguous registers; some meters refuse a read that touches an unmapped register).
-    max_gap: Annotated[int, Field(ge=0)] = 0
-    registers: dict[str, RegisterSpec] = Field(min_length=1)
+    max_gap: Annotated[int, Bounds(ge=0)] = 0
+    registers: Annotated[dict[str, RegisterSpec], Bounds(min_length=1)]
 
-    @model_validator(mode="after")
-    def _metrics_and_units(self) -> RegisterMap:
+    def __post_init__(self) -> None:
         metrics = KINDS[self.kind].metrics
         for name, reg in self.registers.items():
             metric = metrics.get(name)
@@ -87,7 +83,6 @@ class RegisterMap(BaseModel):
                 raise ValueError(f"{name}: the map gives {reg.unit!r}, {self.kind.value} wants {metric.unit!r}")
             if reg.width > self.max_read:
                 raise ValueError(f"{name}: {reg.width} registers do not fit in max_read = {self.max_read}")
-        return self
 
 
 def builtin_maps() -> list[str]:
@@ -102,10 +97,10 @@ def load_map(name_or_path: str, base_dir: Path) -> RegisterMap:
             raise ConfigError(f"modbus: no built-in map {name_or_path!r} (built in: {', '.join(builtin_maps())})")
         path = Path(name_or_path) if Path(name_or_path).is_absolute() else base_dir / name_or_path
     try:
-        return RegisterMap.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        return load(RegisterMap, tomllib.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError(f"modbus: cannot read map {path}: {exc}") from exc
-    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+    except (tomllib.TOMLDecodeError, TableError) as exc:
         raise ConfigError(f"modbus: map {path}: {exc}") from exc
 
 

@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,9 +34,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.kinds import KINDS, DeviceKind, MetricSpec
+from devices.tables import Bounds
 from devices.topics import check_id
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink, Value
 from gateway.errors import ConfigError
@@ -54,43 +54,40 @@ CONVERSIONS: Mapping[tuple[str, str], tuple[float, float, float]] = {
 MAX_PAYLOAD = 64 * 1024
 
 
-class FieldConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class FieldConfig:
     #: Dotted path into the JSON payload ("$": the whole payload is the value).
-    path: str = Field(min_length=1)
+    path: Annotated[str, Bounds(min_length=1)]
     #: The unit the sensor sends, when it is not the kind's (converted: degF -> degC, Wh -> kWh, kW -> W).
     unit: str | None = None
 
 
-class SensorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class SensorConfig:
     device: str
     #: The exact topic(s) the sensor publishes its state on (a Shelly Plus H&T uses one per quantity).
     topic: str | list[str]
+    #: metric -> a path in the payload, or {path = ..., unit = ...}.
+    fields: Annotated[dict[str, str | FieldConfig], Bounds(min_length=1)]
     #: The device kind (default: the registry's, else building_sensor).
     kind: DeviceKind | None = None
-    #: metric -> a path in the payload, or {path = ..., unit = ...}.
-    fields: dict[str, str | FieldConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check(self) -> SensorConfig:
+    def __post_init__(self) -> None:
         check_id(self.device, "device")
         for topic in self.topics:
             if not topic or any(c in topic for c in "+#"):
                 raise ValueError(f"topic {topic!r}: a sensor's topic is exact (wildcards go in `subscribe`)")
-        return self
 
     @property
     def topics(self) -> list[str]:
         return [self.topic] if isinstance(self.topic, str) else list(self.topic)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MqttSensorsConfig(AdapterConfig):
     type: Literal["mqtt_sensors"] = "mqtt_sensors"
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    port: Annotated[int, Bounds(ge=1, le=65535)] = 1883
     username: str | None = None
     #: The password is read from this file (relative to the config's folder): never in the config itself.
     password_file: Path | None = None
@@ -102,10 +99,9 @@ class MqttSensorsConfig(AdapterConfig):
     #: Or: a file of captured messages (JSON lines {"topic", "payload"[, "retain"]}) processed instead of
     #: subscribing, then the adapter stops: an offline check of a field mapping, and the test cases.
     messages: Path | None = None
-    sensor: list[SensorConfig] = Field(min_length=1)
+    sensor: Annotated[list[SensorConfig], Bounds(min_length=1)]
 
-    @model_validator(mode="after")
-    def _unique(self) -> MqttSensorsConfig:
+    def __post_init__(self) -> None:
         for what, items in (
             ("device", [s.device for s in self.sensor]),
             ("topic", [t for s in self.sensor for t in s.topics]),
@@ -115,7 +111,6 @@ class MqttSensorsConfig(AdapterConfig):
                 raise ValueError(f"a {what} appears twice: {twice}")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +368,7 @@ def create(config: MqttSensorsConfig, context: AdapterContext) -> MqttSensorsAda
         except OSError as exc:
             raise ConfigError(f"mqtt_sensors: cannot read password_file {path}: {exc.strerror}") from exc
     if config.messages is not None and not config.messages.is_absolute():
-        config = config.model_copy(update={"messages": context.base_dir / config.messages})
+        config = replace(config, messages=context.base_dir / config.messages)
     if config.messages is not None and not config.messages.is_file():
         raise ConfigError(f"mqtt_sensors: no such file {config.messages}")
     return MqttSensorsAdapter(config, sensors, password)

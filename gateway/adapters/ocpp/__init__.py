@@ -4,7 +4,7 @@ Chargers connect to `ws://<host>:<port>/<charge_point_id>` with the `ocpp1.6` su
 in the config is refused at the HTTP handshake (404), before any OCPP message. Each configured charge point
 connector is one registry device of kind ev_charger. What each call becomes is in `central` (no I/O there);
 the websocket server is in `server`, which imports `ocpp` and `websockets` (the `ocpp` extra) only when the
-adapter runs, so that the gateway's core install stays paho-mqtt and pydantic.
+adapter runs, so that the gateway's core install stays paho-mqtt.
 
 The server runs in the adapter's thread, on an event loop of its own (`asyncio.run`), and stops when the
 gateway's stop event is set: the listening socket closes and open connections get a 1001 close frame.
@@ -22,12 +22,12 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-
 from devices.kinds import DeviceKind
+from devices.tables import Bounds
 from devices.topics import check_id
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink, Values
 from gateway.adapters.ocpp.central import CentralSystem, camel_to_snake
@@ -39,26 +39,25 @@ log = logging.getLogger(__name__)
 CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,48}$")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OcppConfig(AdapterConfig):
     type: Literal["ocpp"] = "ocpp"
     #: Chargers are on the site's LAN, so all interfaces by default; give one address to restrict it.
     host: str = "0.0.0.0"  # noqa: S104
     #: 0 picks a free port (tests); the adapter's `port` attribute then tells which.
-    port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    port: Annotated[int, Bounds(ge=0, le=65535)] = 9000
     #: The interval the BootNotification response gives chargers for their Heartbeat.
-    heartbeat_interval_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    heartbeat_interval_s: Annotated[int, Bounds(ge=1, le=86_400)] = 300
     #: charge point id -> connector id -> registry device id (of kind ev_charger).
-    charge_points: dict[str, dict[Annotated[int, Field(ge=1)], str]]
+    charge_points: dict[str, dict[Annotated[int, Bounds(ge=1)], str]]
     #: A recorded message file to run instead of listening (relative to the config file's folder).
     replay: Path | None = None
 
-    @field_validator("charge_points")
-    @classmethod
-    def _valid_mapping(cls, value: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
-        if not value:
+    def __post_init__(self) -> None:
+        if not self.charge_points:
             raise ValueError("at least one charge point")
         seen: set[str] = set()
-        for cp, connectors in value.items():
+        for cp, connectors in self.charge_points.items():
             if not CHARGE_POINT_ID.match(cp):
                 raise ValueError(f"charge point id {cp!r}: 1-48 of A-Z a-z 0-9 . _ -")
             if not connectors:
@@ -68,7 +67,6 @@ class OcppConfig(AdapterConfig):
                 if device in seen:
                     raise ValueError(f"device {device} is mapped twice")
                 seen.add(device)
-        return value
 
 
 class OcppAdapter:

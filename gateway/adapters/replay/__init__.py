@@ -14,11 +14,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
-
+from devices.tables import Bounds
 from devices.topics import TopicError, parse_readings_topic
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink, Values
 from gateway.errors import ConfigError
@@ -26,12 +26,13 @@ from gateway.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplayConfig(AdapterConfig):
     type: Literal["replay"] = "replay"
     #: The message file (relative to the gateway config file's folder).
     file: Path
     #: Pace by the recorded timestamps at this multiple of real time (0: as fast as the spool takes them).
-    speed: Annotated[float, Field(ge=0)] = 0.0
+    speed: Annotated[float, Bounds(ge=0)] = 0.0
 
 
 class BadLine(ValueError):

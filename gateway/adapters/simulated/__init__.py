@@ -14,11 +14,11 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-
 from devices.kinds import DeviceKind
+from devices.tables import Bounds
 from devices.topics import check_id
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink, Values
 from gateway.errors import ConfigError
@@ -30,26 +30,25 @@ EV_PERIOD_MS = 4 * HOUR_MS
 EV_POWER_W = 11_000.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SimulatedConfig(AdapterConfig):
     type: Literal["simulated"] = "simulated"
     #: Seconds between sampling ticks; every device gives one reading per tick.
-    interval_s: Annotated[float, Field(gt=0)] = 1.0
+    interval_s: Annotated[float, Bounds(gt=0)] = 1.0
     #: Registry devices to simulate (default: every device the registry assigns to this gateway).
     devices: list[str] | None = None
     #: Or: this many synthetic devices `<gateway>-sim-0000`..., kinds taken in turn from `kinds`.
-    count: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    kinds: list[DeviceKind] = Field(default_factory=lambda: list(DeviceKind))
+    count: Annotated[int, Bounds(ge=1, le=100_000)] | None = None
+    kinds: list[DeviceKind] = field(default_factory=lambda: list(DeviceKind))
     seed: int = 0
     #: Stop after this many ticks (0: run until the gateway stops).
-    ticks: Annotated[int, Field(ge=0)] = 0
+    ticks: Annotated[int, Bounds(ge=0)] = 0
 
-    @model_validator(mode="after")
-    def _one_source(self) -> SimulatedConfig:
+    def __post_init__(self) -> None:
         if self.devices is not None and self.count is not None:
             raise ValueError("give either devices or count, not both")
         if not self.kinds:
             raise ValueError("kinds must not be empty")
-        return self
 
 
 def _unit(device_id: str, seed: int, salt: str) -> float:
