@@ -57,13 +57,14 @@ class IngestSettings:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     batch_readings: int = 5000
     batch_interval_s: float = 0.2
-    #: concurrent write requests: InfluxDB works on several at once, so while ingest builds the next batch
-    #: both of its cores stay busy (4 measured ~15 % faster than 2 on a 2-core machine)
-    writers: int = 4
+    #: concurrent write requests: InfluxDB works on several at once, so while ingest builds the next batch, or
+    #: its event loop is busy validating, the database always has work (benchmarks/ingest_throughput.py on 2
+    #: cores: 8 writers with 100k in flight ~357k readings/s, 4 writers with 50k ~325k)
+    writers: int = 8
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
-    #: Validated readings held until acknowledged, at most (see the module docstring).
-    max_inflight_readings: int = 50_000
+    #: Validated readings held until acknowledged, at most (see the module docstring): about 25 MB at 100k.
+    max_inflight_readings: int = 100_000
     #: After SIGTERM, how long the writers may keep retrying before the rest is left to the broker.
     drain_timeout_s: float = 10.0
     quarantine_max_rows: int = 1_000_000

@@ -99,10 +99,10 @@ class IngestConfig(BaseSettings):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     batch_readings: int = Field(default=5000, ge=1)
     batch_interval_s: float = Field(default=0.2, gt=0)
-    writers: int = Field(default=4, ge=1, le=64)
+    writers: int = Field(default=8, ge=1, le=64)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
-    max_inflight_readings: int = Field(default=50_000, ge=1)
+    max_inflight_readings: int = Field(default=100_000, ge=1)
     drain_timeout_s: float = Field(default=10.0, ge=0)
 
     @classmethod

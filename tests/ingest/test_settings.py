@@ -93,4 +93,4 @@ def test_the_example_configuration_is_valid(capsys: pytest.CaptureFixture[str]) 
     assert cli.run(_args("--config", str(example), "--check")) == 0
     doc = json.loads(capsys.readouterr().out)["config"]
     assert doc["mqtt"]["topics"] == ["$share/ingest/dp/v1/+/+/+/+"]
-    assert doc["writers"] == 4 and doc["influx"]["version"] == "auto"
+    assert doc["writers"] == 8 and doc["influx"]["version"] == "auto"
