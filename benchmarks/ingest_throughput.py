@@ -261,6 +261,7 @@ def run_ingest(
     sent, pub_s = publish(endpoints, a, per_message)
     print(f"  {label}: published {sent} messages in {pub_s:.1f} s ({sent / pub_s:,.0f} msgs/s, not timed)", flush=True)
     ready = work / f"{label}.ready"
+    ready.unlink(missing_ok=True)  # a repeated run must not read the previous run's port
     env = os.environ | {
         "DP_MQTT_PORT": str(endpoints.mqtt_port),
         "DP_INFLUX_PORT": str(endpoints.influx_port),
