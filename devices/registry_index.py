@@ -15,7 +15,6 @@ same exception.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from devices.kinds import DeviceKind
-from devices.tables import Bounds, Check, TableError, load
+from devices.tables import Bounds, Check, TableError, load_toml
 from devices.topics import check_id
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,11 +129,7 @@ def gateway_devices(path: str | Path, gateway_id: str) -> tuple[str, tuple[tuple
     except OSError as exc:
         raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from exc
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"{path}: not valid TOML: {exc}") from exc
-    try:
-        registry = load(_File, raw)
+        registry = load_toml(_File, text)
     except TableError as exc:
         raise RegistryError(f"{path}: {exc}") from exc
     try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import operator
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -84,6 +85,15 @@ def load(cls: type[T], table: Mapping[str, Any], where: str = "") -> T:
         raise TableError([(".".join(str(p) for p in loc), message) for loc, message in problems])
     result: T = value
     return result
+
+
+def load_toml(cls: type[T], text: str) -> T:
+    """`load` of a whole TOML document: TableError also when the text is not TOML (the caller names the file)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TableError([("", f"not valid TOML: {exc}")]) from exc
+    return load(cls, table)
 
 
 def _show(value: object) -> str:

@@ -32,14 +32,13 @@ must not silently fall back to a default).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from devices.endpoints import Endpoints
 from devices.registry_index import RegistryError, gateway_devices
-from devices.tables import Bounds, Check, TableError, load
+from devices.tables import Bounds, Check, TableError, load_toml
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
 from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
@@ -197,11 +196,7 @@ class GatewayConfig:
     @classmethod
     def from_toml(cls, text: str, *, base_dir: Path, source: str = "<string>") -> GatewayConfig:
         try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-        try:
-            model = load(ConfigFile, raw)
+            model = load_toml(ConfigFile, text)
         except TableError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
         try:

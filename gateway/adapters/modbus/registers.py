@@ -17,14 +17,13 @@ Decoding rules:
 from __future__ import annotations
 
 import struct
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from devices.kinds import KINDS, DeviceKind
-from devices.tables import Bounds, TableError, load
+from devices.tables import Bounds, TableError, load_toml
 from gateway.errors import ConfigError
 
 MAPS_DIR = Path(__file__).resolve().parent / "maps"
@@ -97,10 +96,10 @@ def load_map(name_or_path: str, base_dir: Path) -> RegisterMap:
             raise ConfigError(f"modbus: no built-in map {name_or_path!r} (built in: {', '.join(builtin_maps())})")
         path = Path(name_or_path) if Path(name_or_path).is_absolute() else base_dir / name_or_path
     try:
-        return load(RegisterMap, tomllib.loads(path.read_text(encoding="utf-8")))
+        return load_toml(RegisterMap, path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"modbus: cannot read map {path}: {exc}") from exc
-    except (tomllib.TOMLDecodeError, TableError) as exc:
+    except TableError as exc:
         raise ConfigError(f"modbus: map {path}: {exc}") from exc
 
 
