@@ -3,13 +3,14 @@
 An ASGI app (Starlette) that shows, per district, whether every device is reporting, whether the data is
 good and today's figures; drills down to buildings and devices; evaluates alert rules continuously and
 exports them on `/metrics`. Data access lives in `sources`, composition in `snapshot`, rules in `alerts`,
-HTML in `render`, login in `auth`.
+HTML in `render`, login in `auth`, password-guessing limits in `throttle`.
 """
 
 from districtpulse.dashboard.alerts import Alert, AlertBook, Finding, evaluate
 from districtpulse.dashboard.app import create_app
 from districtpulse.dashboard.config import ConfigError, DashboardConfig
 from districtpulse.dashboard.snapshot import Collector, Snapshot
+from districtpulse.dashboard.throttle import LoginThrottle
 
 __all__ = [
     "Alert",
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DashboardConfig",
     "Finding",
+    "LoginThrottle",
     "Snapshot",
     "create_app",
     "evaluate",

@@ -15,15 +15,17 @@ never a hundred database queries.
     POST /alerts/{id}/silence      operator only (CSRF token), `minutes`
     GET  /metrics                  Prometheus (bearer token if `auth.metrics_token`)
     GET  /healthz                  200 once the first snapshot exists
-    GET|POST /login, POST /logout
+    GET|POST /login, POST /logout  (POST /login: 429 + Retry-After while throttled, see `throttle`)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ from districtpulse.dashboard.sources import (
     Statuses,
     StatusTracker,
 )
+from districtpulse.dashboard.throttle import LoginThrottle
 from ingest.influx import InfluxConfig
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class Live:
     collector: Collector
     auth: Authenticator
     dispatcher: Dispatcher
+    throttle: LoginThrottle
     book: AlertBook = field(default_factory=AlertBook)
     snapshot: Snapshot | None = None
     stats: RefreshStats = field(default_factory=RefreshStats)
@@ -287,18 +291,71 @@ async def login_form(request: Request) -> Response:
     )
 
 
+def _client_address(live: Live, request: Request) -> str:
+    """The client's IP: the configured proxy header's first address if it is one, else the TCP peer.
+
+    A header value that is not an IP address is ignored rather than trusted: it is written into the log
+    lines that fail2ban reads, and used as a throttling key.
+    """
+    header = live.config.auth.throttle.client_ip_header
+    if header:
+        value = request.headers.get(header, "").split(",")[0].strip()
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(value))
+    return request.client.host if request.client else "?"
+
+
+def _login_fields(user: str, address: str, **more: object) -> dict[str, object]:
+    """The structured part of a login log line: never the password."""
+    return {"fields": {"event": "dashboard_login", "user": user[:64], "client": address, **more}}
+
+
 async def login(request: Request) -> Response:
+    """Throttle check first (no password check while locked), then the credentials.
+
+    Log lines put the address right after a fixed prefix and before the (quoted) user name, so a fail2ban
+    filter such as `dashboard login failed from <HOST> ` cannot be steered by a crafted name.
+    """
     live = _live(request)
     form = await _form(request)
     user, password = str(form.get("user", "")), str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "/")))
+    address = _client_address(live, request)
+    shown = json.dumps(user[:64])  # quoted and escaped: a name cannot forge a second log line
+    wait = live.throttle.retry_after(user, address)
+    if wait is not None:  # refused before the password is looked at
+        log.warning(
+            "dashboard login refused from %s for user %s: locked out, retry after %d s",
+            address,
+            shown,
+            wait,
+            extra=_login_fields(user, address, outcome="locked_out", retry_after_s=wait),
+        )
+        message = f"Too many failed logins. Try again in {wait} seconds."
+        page = render.login_page(live.config.dashboard.title, message, next_url)
+        return HTMLResponse(page, status_code=429, headers={"Retry-After": str(wait)})
     principal = live.auth.check_password(user, password)
     if principal is None:
+        lockout = live.throttle.failed(user, address)
         log.warning(
-            "failed dashboard login for user %r from %s", user[:64], request.client.host if request.client else "?"
+            "dashboard login failed from %s for user %s",
+            address,
+            shown,
+            extra=_login_fields(user, address, outcome="bad_credentials"),
         )
+        if lockout is not None:
+            seconds = math.ceil(lockout.seconds)
+            log.warning(
+                "dashboard login lockout from %s for user %s: %s locked for %d s",
+                address,
+                shown,
+                "+".join(lockout.scopes),
+                seconds,
+                extra=_login_fields(user, address, outcome="lockout", scopes=list(lockout.scopes), lockout_s=seconds),
+            )
         page = render.login_page(live.config.dashboard.title, "Wrong user or password.", next_url)
         return HTMLResponse(page, status_code=401)
+    live.throttle.succeeded(user)
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -363,7 +420,9 @@ async def metrics(request: Request) -> Response:
     live = _live(request)
     if not live.auth.metrics_allowed(request.headers.get("authorization")):
         return PlainTextResponse("bearer token required", status_code=401)
-    collector = DashboardCollector(lambda: live.snapshot, live.book, live.dispatcher, live.stats)
+    collector = DashboardCollector(
+        lambda: live.snapshot, live.book, live.dispatcher, live.stats, live.throttle.counters
+    )
     return Response(exposition(collector), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -403,10 +462,15 @@ def create_app(
     rejections: Rejections | None = None,
     statuses: Statuses | None = None,
     notifiers: list[Notifier] | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> Starlette:
-    """The app; the readers default to the real InfluxDB, quarantine file and MQTT status topics."""
+    """The app; the readers default to the real InfluxDB, quarantine file and MQTT status topics.
+
+    `throttle` defaults to one from `auth.throttle` on the monotonic clock (tests inject a clock).
+    """
     reg = registry or Registry.load(config.dashboard.registry)
     auth = Authenticator(config.auth)
+    login_throttle = throttle if throttle is not None else LoginThrottle(config.auth.throttle)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -438,7 +502,7 @@ def create_app(
             config, reg, source, rejections or QuarantineReader(config.quarantine_path), status_source
         )
         dispatcher = Dispatcher(notifiers if notifiers is not None else _notifiers(config))
-        live = Live(config, reg, collector, auth, dispatcher)
+        live = Live(config, reg, collector, auth, dispatcher, login_throttle)
         app.state.live = live
         try:
             await live.refresh()

@@ -16,6 +16,15 @@
     role = "operator"             # or "viewer": can look, cannot acknowledge or silence alerts
     password_env = "DP_DASHBOARD_OPERATOR_PASSWORD"
 
+    [auth.throttle]               # password guessing: these are the defaults
+    max_failures = 5              # failed logins per user name, and per client address, ...
+    window_s = 300                # ... within this sliding window lock that user / that address out
+    lockout_s = 60                # for this long (HTTP 429 + Retry-After, the password is not even checked),
+    max_lockout_s = 900           # doubled at each repeated lockout up to this cap
+    reset_after_s = 3600          # a user or address without a failure for this long starts over
+    max_tracked = 10000           # user names (and addresses) remembered, least recently used forgotten
+    # client_ip_header = "X-Real-IP"  # only behind a reverse proxy that overwrites it (default: TCP peer)
+
     [[alerts.rule]]
     kind = "device_silent"
     intervals = 3
@@ -162,6 +171,27 @@ class UserEntry(_Model):
         return _secret(self.token, self.token_env, f"user {self.name!r} token")
 
 
+class ThrottleSection(_Model):
+    """Login throttling (see `throttle`): the defaults follow Grafana's brute-force protection (5 in 5 min)."""
+
+    max_failures: int = Field(default=5, ge=1, description="failures per user, and per address, before a lockout")
+    window_s: float = Field(default=300, gt=0, description="the sliding window the failures are counted in")
+    lockout_s: float = Field(default=60, gt=0, description="the first lockout; each repeated one doubles")
+    max_lockout_s: float = Field(default=900, gt=0, description="the cap of the doubling")
+    reset_after_s: float = Field(default=3600, gt=0, description="quiet time after which the doubling starts over")
+    max_tracked: int = Field(default=10_000, ge=1, description="user names (and addresses) kept, LRU evicted")
+    client_ip_header: str | None = Field(
+        default=None,
+        description="e.g. X-Real-IP, behind a reverse proxy that overwrites it; default: the TCP peer address",
+    )
+
+    @model_validator(mode="after")
+    def _cap_above_first(self) -> Self:
+        if self.max_lockout_s < self.lockout_s:
+            raise ValueError("max_lockout_s must be at least lockout_s")
+        return self
+
+
 class AuthSection(_Model):
     user: list[UserEntry] = Field(default_factory=list)
     open: bool = Field(default=False, description="no login at all: everyone is a viewer")
@@ -171,6 +201,7 @@ class AuthSection(_Model):
     secure_cookie: bool = Field(default=False, description="set behind HTTPS")
     metrics_token: str | None = Field(default=None, repr=False, description="bearer token for /metrics (else open)")
     metrics_token_env: str | None = None
+    throttle: ThrottleSection = Field(default_factory=ThrottleSection)
 
 
 # -- data -------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from districtpulse.dashboard.alerts import AlertBook, Dispatcher
 from districtpulse.dashboard.snapshot import Snapshot
+from districtpulse.dashboard.throttle import LoginCounters
 
 
 @dataclass(slots=True)
@@ -31,11 +32,13 @@ class DashboardCollector(Collector):
         book: AlertBook,
         dispatcher: Dispatcher,
         stats: RefreshStats,
+        logins: LoginCounters | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._book = book
         self._dispatcher = dispatcher
         self._stats = stats
+        self._logins = logins
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snap = self._snapshot()
@@ -69,6 +72,20 @@ class DashboardCollector(Collector):
         yield GaugeMetricFamily(
             "districtpulse_dashboard_refresh_seconds", "Duration of the last refresh", value=self._stats.last_duration_s
         )
+        if self._logins is not None:  # names as operators' brute-force alerts expect them (see throttle)
+            failures = CounterMetricFamily(
+                "districtpulse_dashboard_login_failures",
+                "Refused logins: bad_credentials (wrong user or password), locked_out (refused during a lockout)",
+                labels=["reason"],
+            )
+            failures.add_metric(["bad_credentials"], self._logins.bad_credentials)
+            failures.add_metric(["locked_out"], self._logins.locked_out)
+            yield failures
+            yield CounterMetricFamily(
+                "districtpulse_dashboard_login_lockouts",
+                "Failed logins that locked a user or an address",
+                value=self._logins.lockouts,
+            )
         if snap is None:
             return
         devices = GaugeMetricFamily(
