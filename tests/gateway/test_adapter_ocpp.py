@@ -3,6 +3,7 @@ classes its readings. The websocket server is tested on loopback in tests/integr
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import tomllib
@@ -226,3 +227,136 @@ def test_config_is_checked() -> None:
     missing = parse_adapter_config({**base, "charge_points": {"A": {"1": "ev-1"}}, "replay": "nope.jsonl"})
     with pytest.raises(ConfigError, match="no such file"):
         build_adapter(missing, AdapterContext("gw", "d", (), Path("/nonexistent")))
+
+
+# -- the state kept across restarts (the adapter's cursor) --------------------------------------------------------
+CP3 = {"CP-1": {1: "ev-1", 2: "ev-2"}, "CP-2": {1: "ev-3"}}
+
+
+def persisted(
+    state: str | None = None, *, max_open: int = 1000, charge_points: dict[str, dict[int, str]] | None = None
+) -> tuple[CentralSystem, list[Any]]:
+    """A central system whose readings and saved states go, in order, to one list."""
+    out: list[Any] = []
+
+    def emit(device: str, values: Values, ts: int | None) -> None:
+        out.append((device, dict(values)))
+
+    cs = CentralSystem(
+        charge_points or CP3, 60, emit, state=state, save=lambda doc: out.append(json.loads(doc)), max_open=max_open
+    )
+    return cs, out
+
+
+def test_the_state_is_saved_before_a_start_reading_and_after_a_stop_reading() -> None:
+    cs, out = persisted()
+    cs.call("CP-1", "StatusNotification", T0, None, {"connector_id": 1, "status": "Charging"})
+    cs.call("CP-1", "StatusNotification", T0, None, {"connector_id": 1, "status": "Charging"})  # unchanged: no save
+    start = {"connector_id": 1, "meter_start": 5000, "id_tag": "TAG-SECRET"}
+    tx = cs.call("CP-1", "StartTransaction", T0, T0 + 7, start)["transaction_id"]  # type: ignore[index]
+    mv = {"connector_id": 1, "transaction_id": tx, "meter_value": [{"sampled_value": [energy("5100")]}]}
+    cs.call("CP-1", "MeterValues", T0, None, mv)  # no state change: no save
+    cs.call("CP-1", "StopTransaction", T0, None, {"transaction_id": tx, "meter_stop": 5500, "id_tag": "TAG-SECRET"})
+    sid, status = str(tx), [["CP-1", 1, "Charging"]]
+    assert out == [
+        ("ev-1", {"connector_status": "Charging", "session_id": ""}),
+        {"v": 1, "last_tx": 0, "open": [], "status": status},
+        ("ev-1", {"connector_status": "Charging", "session_id": ""}),
+        {"v": 1, "last_tx": tx, "open": [[tx, "CP-1", 1, 5000.0, T0 + 7]], "status": status},
+        ("ev-1", {"connector_status": "Charging", "session_id": sid, "session_energy": 0.0}),
+        ("ev-1", {"connector_status": "Charging", "session_id": sid, "session_energy": 0.1}),
+        ("ev-1", {"connector_status": "Charging", "session_id": "", "session_energy": 0.5, "power": 0.0}),
+        {"v": 1, "last_tx": tx, "open": [], "status": status},
+    ]
+    assert "TAG-SECRET" not in cs.state()
+
+
+def test_a_restored_state_carries_on_as_if_there_had_been_no_restart() -> None:
+    def opened() -> tuple[CentralSystem, list[Any], int, int]:
+        cs, out = persisted()
+        cs.call("CP-2", "StatusNotification", T0, None, {"connector_id": 1, "status": "Charging"})
+        tx1 = cs.call("CP-2", "StartTransaction", T0, None, {"connector_id": 1, "meter_start": 1000})
+        tx2 = cs.call("CP-1", "StartTransaction", T0, None, {"connector_id": 2, "meter_start": 0})
+        return cs, out, tx1["transaction_id"], tx2["transaction_id"]  # type: ignore[index]
+
+    def carry_on(cs: CentralSystem, clock_ms: int) -> Any:
+        mv = {"connector_id": 1, "transaction_id": tx1, "meter_value": [{"sampled_value": [energy("1.6", "kWh")]}]}
+        cs.call("CP-2", "MeterValues", clock_ms, None, mv)
+        cs.call("CP-2", "StopTransaction", clock_ms, None, {"transaction_id": tx1, "meter_stop": 2000})
+        return cs.call("CP-2", "StartTransaction", clock_ms, None, {"connector_id": 1, "meter_start": 2000})
+
+    # Without a restart (the reference), then restored from the saved state with the clock an hour back.
+    reference, ref_out, tx1, tx2 = opened()
+    saved, n = reference.state(), len(ref_out)
+    assert carry_on(reference, T0) == {"transaction_id": tx2 + 1, "id_tag_info": {"status": "Accepted"}}
+    restored, out = persisted(saved)
+    assert carry_on(restored, T0 - 3_600_000) == {"transaction_id": tx2 + 1, "id_tag_info": {"status": "Accepted"}}
+    readings = [r for r in out if isinstance(r, tuple)]
+    assert readings == [r for r in ref_out[n:] if isinstance(r, tuple)]
+    assert readings == [
+        ("ev-3", {"connector_status": "Charging", "session_id": str(tx1), "session_energy": 0.6}),
+        ("ev-3", {"connector_status": "Charging", "session_id": "", "session_energy": 1.0, "power": 0.0}),
+        ("ev-3", {"connector_status": "Charging", "session_id": str(tx2 + 1), "session_energy": 0.0}),
+    ]
+    assert json.loads(restored.state())["open"] == [
+        [tx2, "CP-1", 2, 0.0, T0],
+        [tx2 + 1, "CP-2", 1, 2000.0, T0 - 3_600_000],
+    ]
+
+
+def test_open_transactions_are_bounded_the_oldest_dropped_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    cs, out = persisted(max_open=2)
+    txs = [
+        cs.call(cp, "StartTransaction", T0, None, {"connector_id": c, "meter_start": 0})["transaction_id"]  # type: ignore[index]
+        for cp, c in (("CP-1", 1), ("CP-1", 2), ("CP-2", 1))
+    ]
+    assert cs.dropped == 1
+    assert f"over 2 open transactions: oldest {txs[0]} dropped" in caplog.text
+    assert [tx for tx, *_ in json.loads(cs.state())["open"]] == txs[1:]
+    out.clear()
+    cs.call("CP-1", "StopTransaction", T0, None, {"transaction_id": txs[0], "meter_stop": 10})  # dropped: no reading
+    cs.call("CP-2", "StopTransaction", T0, None, {"transaction_id": txs[2], "meter_stop": 10})
+    assert [r for r in out if isinstance(r, tuple)] == [
+        ("ev-3", {"session_id": "", "session_energy": 0.01, "power": 0.0})
+    ]
+    # A saved state over the bound (a smaller bound after an upgrade) keeps the newest.
+    many = {"v": 1, "last_tx": 9, "open": [[7, "CP-1", 1, 0.0, 0], [8, "CP-1", 2, 0.0, 0], [9, "CP-2", 1, 0.0, 0]]}
+    restored, _ = persisted(json.dumps({**many, "status": []}), max_open=1)
+    assert (json.loads(restored.state())["open"], restored.dropped) == ([[9, "CP-2", 1, 0.0, 0]], 2)
+
+
+def test_an_unusable_saved_state_starts_clean_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    for bad, why in (("{", "unreadable"), ('{"v": 2}', "version 2"), ('{"v": 1, "last_tx": 5}', "'open'")):
+        cs, _ = persisted(bad)
+        assert json.loads(cs.state()) == {"v": 1, "last_tx": 0, "open": [], "status": []}
+        assert why in caplog.text
+    # A transaction of a connector no longer in the config is dropped, the rest kept.
+    doc = {"v": 1, "last_tx": 9, "open": [[8, "CP-9", 1, 0.0, 0], [9, "CP-1", 2, 5.0, 0]], "status": [["CP-9", 1, "X"]]}
+    cs, _ = persisted(json.dumps(doc))
+    assert (json.loads(cs.state()), cs.dropped) == (
+        {"v": 1, "last_tx": 9, "open": [[9, "CP-1", 2, 5.0, 0]], "status": []},
+        1,
+    )
+    assert "CP-9: restored transaction 8 on connector 1, no longer configured: dropped" in caplog.text
+
+
+def test_the_server_keeps_its_state_in_the_cursor_and_a_replay_does_not(tmp_path: Path) -> None:
+    config = parse_adapter_config(tomllib.loads((CASE / "adapter.toml").read_text()))
+    adapter = build_adapter(config, AdapterContext("gw", "d", (), CASE))
+    assert isinstance(adapter, OcppAdapter)
+    saved = {"v": 1, "last_tx": 41, "open": [[41, "CP-1", 2, 300.0, T0]], "status": [["CP-1", 2, "Charging"]]}
+    sink = CollectingSink(json.dumps(saved))
+    live = adapter.central(sink, stamp=True, persist=True)
+    live.call("CP-1", "StopTransaction", T0, None, {"transaction_id": 41, "meter_stop": 1300})
+    assert sink.readings[-1]["values"] == {
+        "connector_status": "Charging",
+        "session_id": "",
+        "session_energy": 1.0,
+        "power": 0.0,
+    }
+    assert json.loads(sink.cursor() or "") == {**saved, "open": []}
+    # A replay starts clean whatever the cursor, and leaves it as it is: the same readings on every run.
+    sink = CollectingSink("not even JSON")
+    adapter.run(sink, threading.Event())
+    assert sink.readings == read_expected(CASE / "expected.jsonl")
+    assert sink.cursor() == "not even JSON"

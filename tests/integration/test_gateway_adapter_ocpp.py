@@ -38,6 +38,7 @@ class ThreadSafeSink:
         self._now = T0
         self._calls = 0
         self.readings: list[dict[str, Any]] = []
+        self.cursor_value: str | None = None
 
     def now_ms(self) -> int:
         with self._lock:
@@ -52,10 +53,12 @@ class ThreadSafeSink:
             )
 
     def put_many(self, device_id: str, readings: Any, *, unsynced: bool = False, cursor: str | None = None) -> None:
-        raise AssertionError("the OCPP adapter puts one reading at a time")
+        assert not list(readings), "the OCPP adapter puts one reading at a time (put_many: its cursor alone)"
+        with self._lock:
+            self.cursor_value = cursor
 
     def cursor(self) -> str | None:
-        return None
+        return self.cursor_value
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -13,6 +13,10 @@ gateway's stop event is set: the listening socket closes and open connections ge
 (one `{"ts", "charge_point", "call"}` per line, `call` being the OCPP-J `[2, id, action, payload]` array);
 readings keep the recorded `ts`. That is how the test cases run, and how a charger's traffic captured in the
 field is reproduced offline.
+
+The server keeps the central system's state (open transactions, last transaction id, connector statuses; see
+`central`) as the adapter's spool cursor and restores it when it starts, so that sessions open across a
+gateway restart (or a crash: the cursor is committed with the readings) still end with their readings.
 """
 
 from __future__ import annotations
@@ -81,17 +85,36 @@ class OcppAdapter:
         #: The port the server listens on, set (with `ready`) once it does.
         self.port: int | None = None
         self.ready = threading.Event()
+        #: The central system of the last run (its `dropped` counter), None before any.
+        self.last_central: CentralSystem | None = None
+        #: Whether the server keeps its state in the cursor (see `central`); tests may turn it off.
+        self.persist = True
 
     def devices(self) -> Sequence[DeviceRef]:
         return self._devices
 
-    def central(self, sink: ReadingSink, *, stamp: bool) -> CentralSystem:
-        """A fresh central system putting into `sink`; `stamp=False` keeps the timestamps it is given."""
+    def central(self, sink: ReadingSink, *, stamp: bool, persist: bool = False) -> CentralSystem:
+        """A central system putting into `sink`; `stamp=False` keeps the timestamps it is given.
+
+        `persist=True` (the server) restores the state saved as the sink's cursor and saves each change to it,
+        so that open transactions survive a restart. A replay neither reads nor moves the cursor: it starts
+        from a clean state, so it gives the same readings each time it runs."""
 
         def emit(device: str, values: Values, ts_ms: int | None) -> None:
             sink.put(device, values, ts_ms if not stamp else None)
 
-        return CentralSystem(self.config.charge_points, self.config.heartbeat_interval_s, emit)
+        def save(state: str) -> None:
+            sink.put_many("", [], cursor=state)  # no readings: the cursor alone, committed with the next group
+
+        central = CentralSystem(
+            self.config.charge_points,
+            self.config.heartbeat_interval_s,
+            emit,
+            state=sink.cursor() if persist else None,
+            save=save if persist else None,
+        )
+        self.last_central = central
+        return central
 
     def run(self, sink: ReadingSink, stop: threading.Event) -> None:
         if self.replay is not None:

@@ -18,13 +18,23 @@ status changes, and never a meter value:
 The stop reading carries the session's final register under the empty id: that keeps it an EVENT for the
 spool (the id changes), and a start and a stop alone still give the session's energy if the spool had to
 shed every meter value in between. Transactions are keyed by the charge point, not the connection, so a
-charger that drops its websocket mid-session and reconnects carries on with the same transaction. They live
-in memory: a StopTransaction for a transaction opened before a gateway restart is accepted and logged, with
-no reading (StopTransaction names no connector, and the session's meterStart is gone).
+charger that drops its websocket mid-session and reconnects carries on with the same transaction.
+
+They also survive a gateway restart: the open transactions (id, charge point, connector, meterStart, start
+time), the last transaction id handed out and each connector's last status are a small JSON document (`state`)
+that the adapter keeps as its spool cursor, so a StopTransaction or MeterValues after a restart gives the
+readings it would have given without one, and ids keep increasing even if the clock went back (a Pi without
+RTC) or more than one session a second started before the restart (a charger may still hold an old id). The
+RFID idTag is never part of it. The document is saved (`save`) before the StartTransaction reading is put
+(a crash between the two keeps the transaction and loses the start reading, not the stop's energy), and after
+the StopTransaction reading (a crash between the two keeps the transaction open, so the charger's resent
+stop is still accepted with a reading). A connector holds one open transaction (a new start replaces it);
+at most `max_open` are kept in all, the oldest dropped with a warning and counted in `dropped`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -45,10 +55,16 @@ POWER = "Power.Active.Import"
 ENERGY_UNITS: Mapping[str, float] = {"Wh": 1.0, "kWh": 1000.0}
 POWER_UNITS: Mapping[str, float] = {"W": 1.0, "kW": 1000.0}
 TOTAL_PHASES = ("L1", "L2", "L3")
+#: At most this many open transactions are kept (and so saved): 1,000 x ~50 bytes of JSON per state change.
+MAX_OPEN = 1000
+#: The version of the saved state document; a document of another version is not restored.
+STATE_VERSION = 1
 
 #: (device id, values, timestamp ms or None for "now, by the gateway clock")
 Emit = Callable[[str, Values, int | None], None]
 Payload = Mapping[str, Any]
+#: Called with the new state document each time it changes (the adapter commits it as its cursor).
+Save = Callable[[str], None]
 
 
 @dataclass(slots=True)
@@ -58,6 +74,7 @@ class _Connector:
     session_id: str = ""
     transaction_id: int | None = None
     meter_start_wh: float = 0.0
+    start_ms: int = 0
 
 
 def _iso(ms: int) -> str:
@@ -132,16 +149,94 @@ def camel_to_snake(data: Any) -> Any:
 class CentralSystem:
     """Charge points, connectors and open transactions; one method per OCPP call that makes readings."""
 
-    def __init__(self, charge_points: Mapping[str, Mapping[int, str]], heartbeat_interval_s: int, emit: Emit):
+    def __init__(
+        self,
+        charge_points: Mapping[str, Mapping[int, str]],
+        heartbeat_interval_s: int,
+        emit: Emit,
+        *,
+        state: str | None = None,
+        save: Save | None = None,
+        max_open: int = MAX_OPEN,
+    ):
+        """`state`: a document `save` was given before a restart, to carry on from (None: a fresh start)."""
         self.heartbeat_interval_s = heartbeat_interval_s
         self._emit = emit
+        self._save = save
+        self.max_open = max_open
+        #: Open transactions dropped (over `max_open`, or unmapped when restored): their stop gives no reading.
+        self.dropped = 0
         self._connectors: dict[tuple[str, int], _Connector] = {
             (cp, connector): _Connector(device)
             for cp, connectors in charge_points.items()
             for connector, device in connectors.items()
         }
+        #: transaction id -> (charge point, connector), in the order they started (oldest first).
         self._transactions: dict[int, tuple[str, int]] = {}
         self._last_tx = 0
+        if state is not None:
+            self._restore(state)
+
+    # -- the state kept across restarts ---------------------------------------------------------------------
+    def state(self) -> str:
+        """The open transactions, the last transaction id and the connectors' statuses, as compact JSON."""
+        open_tx = []
+        for tx, where in self._transactions.items():
+            conn = self._connectors[where]
+            open_tx.append([tx, where[0], where[1], conn.meter_start_wh, conn.start_ms])
+        status = [[cp, c, conn.status] for (cp, c), conn in self._connectors.items() if conn.status is not None]
+        doc = {"v": STATE_VERSION, "last_tx": self._last_tx, "open": open_tx, "status": status}
+        return json.dumps(doc, separators=(",", ":"))
+
+    def _persist(self) -> None:
+        if self._save is not None:
+            self._save(self.state())
+
+    def _restore(self, state: str) -> None:
+        try:
+            doc = json.loads(state)
+            if doc.get("v") != STATE_VERSION:
+                raise ValueError(f"version {doc.get('v')!r}, not {STATE_VERSION}")
+            last_tx = int(doc["last_tx"])
+            open_tx = [(int(tx), str(cp), int(c), float(ws), int(ms)) for tx, cp, c, ws, ms in doc["open"]]
+            status = [(str(cp), int(c), str(st)) for cp, c, st in doc["status"]]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.error("saved OCPP state unreadable (%s): starting without open transactions", str(exc)[:200])
+            return
+        self._last_tx = last_tx
+        for cp, c, st in status:
+            conn = self._connectors.get((cp, c))
+            if conn is not None:
+                conn.status = st
+        for tx, cp, c, meter_start_wh, start_ms in open_tx:
+            conn = self._connectors.get((cp, c))
+            if conn is None:
+                log.warning("%s: restored transaction %d on connector %d, no longer configured: dropped", cp, tx, c)
+                self.dropped += 1
+                continue
+            self._open(conn, tx, cp, c, meter_start_wh, start_ms)
+        log.info("restored %d open transaction(s), last id %d", len(self._transactions), self._last_tx)
+
+    def _open(self, conn: _Connector, tx: int, cp: str, connector: int, meter_start_wh: float, start_ms: int) -> None:
+        if conn.transaction_id is not None:
+            log.warning("%s: transaction %d replaces %d, never stopped", cp, tx, conn.transaction_id)
+            self._transactions.pop(conn.transaction_id, None)
+        conn.transaction_id, conn.session_id = tx, str(tx)
+        conn.meter_start_wh, conn.start_ms = meter_start_wh, start_ms
+        self._transactions[tx] = (cp, connector)
+        while len(self._transactions) > self.max_open:
+            oldest, where = next(iter(self._transactions.items()))
+            log.warning("%s: over %d open transactions: oldest %d dropped", where[0], self.max_open, oldest)
+            self._close(oldest)
+            self.dropped += 1
+
+    def _close(self, tx: int) -> _Connector | None:
+        where = self._transactions.pop(tx, None)
+        if where is None:
+            return None
+        conn = self._connectors[where]
+        conn.transaction_id, conn.session_id, conn.meter_start_wh, conn.start_ms = None, "", 0.0, 0
+        return conn
 
     def knows(self, charge_point: str) -> bool:
         return any(cp == charge_point for cp, _ in self._connectors)
@@ -194,8 +289,10 @@ class CentralSystem:
     def status_notification(self, cp: str, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
         conn = self._connector(cp, payload.get("connector_id"))
         if conn is not None:
-            conn.status = str(payload["status"])
+            status, conn.status = conn.status, str(payload["status"])
             self._put(conn, {"session_id": conn.session_id}, ts_ms)
+            if conn.status != status:
+                self._persist()
         return {}
 
     def start_transaction(self, cp: str, now_ms: int, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
@@ -203,12 +300,10 @@ class CentralSystem:
         tx = self._last_tx
         conn = self._connector(cp, payload.get("connector_id"))
         if conn is not None:
-            if conn.transaction_id is not None:
-                log.warning("%s: transaction %d replaces %d, never stopped", cp, tx, conn.transaction_id)
-                self._transactions.pop(conn.transaction_id, None)
-            conn.transaction_id, conn.session_id = tx, str(tx)
-            conn.meter_start_wh = float(payload["meter_start"])
-            self._transactions[tx] = (cp, int(payload["connector_id"]))
+            start_ms = now_ms if ts_ms is None else ts_ms
+            self._open(conn, tx, cp, int(payload["connector_id"]), float(payload["meter_start"]), start_ms)
+        self._persist()  # before the reading, and even without one: the id is handed out
+        if conn is not None:
             self._put(conn, {"session_id": conn.session_id, "session_energy": 0.0}, ts_ms)
         return {"transaction_id": tx, "id_tag_info": {"status": "Accepted"}}
 
@@ -240,9 +335,9 @@ class CentralSystem:
 
     def stop_transaction(self, cp: str, ts_ms: int | None, payload: Payload) -> dict[str, Any]:
         tx = payload.get("transaction_id")
-        where = self._transactions.pop(tx, None) if isinstance(tx, int) else None
-        if where is None:
-            log.warning("%s: stop of unknown transaction %r (opened before a restart?): no reading", cp, tx)
+        where = self._transactions.get(tx) if isinstance(tx, int) else None
+        if where is None or not isinstance(tx, int):
+            log.warning("%s: stop of unknown transaction %r (dropped or replaced?): no reading", cp, tx)
         else:
             conn = self._connectors[where]
             values: dict[str, Any] = {"session_id": ""}
@@ -257,6 +352,7 @@ class CentralSystem:
                     conn.meter_start_wh,
                 )
             values["power"] = 0.0
-            conn.transaction_id, conn.session_id, conn.meter_start_wh = None, "", 0.0
+            self._close(tx)
             self._put(conn, values, ts_ms)
+            self._persist()  # after the reading: a crash in between keeps the transaction for the resent stop
         return {"id_tag_info": {"status": "Accepted"}}

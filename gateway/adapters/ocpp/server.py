@@ -54,7 +54,7 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
     from websockets.exceptions import ConnectionClosed
     from websockets.typing import Subprotocol
 
-    central = adapter.central(sink, stamp=True)
+    central = adapter.central(sink, stamp=True, persist=adapter.persist)
     connected: dict[str, ServerConnection] = {}
 
     def route(cp_id: str, action: str) -> dict[str, Any]:
