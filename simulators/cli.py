@@ -27,8 +27,11 @@ from simulators.engine import GatewayEvent, Message, Simulation
 from simulators.fleets import FLEET_CADENCES, FLEETS, registry_toml
 from simulators.progress import ProgressBar
 from simulators.publish import PublishReport, publish, write_jsonl
+from simulators.status import StatusEvent
 
 log = logging.getLogger("simulate")
+#: `gateway.service.Timing.heartbeat_interval_s`: what the dashboard's "late" rule expects of a live gateway.
+REAL_HEARTBEAT_S = 60
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,7 +104,21 @@ def _config(args: argparse.Namespace, registry: Registry) -> SimConfig:
         faults=FaultConfig({k: v for k, v in counts.items() if v}),
         stagger=args.stagger or bool(args.scale),
         truth_points=args.truth_points,
+        heartbeat_s=heartbeat_s(args.speed, base.publish_interval_s),
     )
+
+
+def heartbeat_s(speed: float, publish_interval_s: int) -> int | None:
+    """Simulated seconds between heartbeats: a real gateway's 60 s of wall-clock time at this speed, at most
+    one publish interval; flat out (speed 0) one per publish interval.
+
+    The dashboard calls a gateway late after a few heartbeat intervals of silence (wall clock), so a paced run
+    must keep the wall-clock gap at a real gateway's, whatever the speed; faster than that, one per interval
+    is all that a simulated day needs and keeps the status traffic small.
+    """
+    if speed <= 0:
+        return None
+    return max(1, min(publish_interval_s, round(REAL_HEARTBEAT_S * speed)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,14 +172,15 @@ def run(args: argparse.Namespace) -> int:
         line += (
             f" seconds={report.seconds:.2f} msg_per_s={report.messages_per_s:.0f}"
             f" readings_per_s={report.readings_per_s:.0f} connections={report.connections}"
+            f" statuses={report.statuses}"
         )
     print(line)
     return 0
 
 
 def _with_progress(
-    items: Iterable[Message | GatewayEvent], bar: ProgressBar | None, start_ms: int
-) -> Iterator[Message | GatewayEvent]:
+    items: Iterable[Message | GatewayEvent | StatusEvent], bar: ProgressBar | None, start_ms: int
+) -> Iterator[Message | GatewayEvent | StatusEvent]:
     count = 0
     for item in items:
         if bar is not None and isinstance(item, Message):

@@ -142,10 +142,17 @@ class SimConfig:
     stagger: bool = False
     #: Keep every expected stored point in the truth (tests; memory grows with the run).
     truth_points: bool = False
+    #: Simulated seconds between a gateway's status heartbeats; None: one per publish interval (the default
+    #: cadence's), which keeps the status traffic small when a day is replayed faster than real time. A real
+    #: gateway's is 60 s (`gateway.service.Timing`): `districtpulse simulate --speed X` uses 60 X (see
+    #: `simulators.cli.heartbeat_s`).
+    heartbeat_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.days < 1:
             raise ValueError("days must be >= 1")
+        if self.heartbeat_s is not None and self.heartbeat_s < 1:
+            raise ValueError("heartbeat_s must be >= 1")
 
     def cadence_of(self, kind: DeviceKind) -> Cadence:
         return self.cadences.get(kind, self.cadence)

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from devices import Registry
 from simulators.config import Cadence, FaultConfig, SimConfig
-from simulators.engine import Message, Simulation
+from simulators.engine import GatewayEvent, Message, Simulation
+from simulators.status import StatusEvent
 from simulators.truth import Truth
 
 __all__ = ["DistrictSimulator", "Message", "Truth", "yesterday"]
@@ -48,6 +49,11 @@ class DistrictSimulator:
     def messages(self) -> Iterator[Message]:
         """Every message of the day in publish order."""
         return self.simulation.messages()
+
+    def stream(self) -> Iterator[Message | GatewayEvent | StatusEvent]:
+        """The messages with each gateway's status (online, heartbeats, shutdown), for `publish_messages`:
+        publishing this instead of `messages()` shows the demo's gateways on the dashboard."""
+        return self.simulation.stream()
 
 
 def yesterday(tz_name: str) -> date:

@@ -4,8 +4,11 @@
         weather at every group's sample times
         EV sessions, PV, then electricity (the building's common meter carries its EVs and PV), heat, indoor,
         weather stations; energy per local day into the truth
-        readings -> reading faults -> one batch per device per publish interval -> message faults
-        -> a delivery heap; everything due by the end of the chunk is yielded in delivery order
+        readings -> reading faults -> one batch per device per publish interval (split where an unsynced
+        clock starts or ends: the batch's `"clock": "unsynced"` flag covers all its readings) -> message faults
+        -> a delivery heap, with each gateway's statuses (online, heartbeats, offline during an outage);
+        everything due by the end of the chunk is yielded in delivery order
+    after the last chunk: what is still held, then every gateway's offline ("shutdown") status
 
 Memory is bounded by one chunk plus the batches a fault holds back (late, out of order, spooled during an
 outage). The output is a pure function of (registry, config): the same seed gives byte-identical messages.
@@ -47,6 +50,7 @@ from simulators.models import (
 from simulators.models.electricity import ELECTRIC_HEATING_UA_W_K, INTENSITY_KWH_M2A
 from simulators.models.profiles import use_of
 from simulators.rng import stable_hash, stream
+from simulators.status import REASON_CONNECTION_LOST, REASON_SHUTDOWN, StatusEvent
 from simulators.truth import DeviceTruth, Truth, Values
 from simulators.weather import Weather
 
@@ -92,6 +96,16 @@ class GatewayEvent:
     at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class _StatusDue:
+    """A status to publish; its figures (published counts, spool) are taken when it is delivered."""
+
+    gateway: str
+    state: str
+    reason: str | None = None
+    outage: _Outage | None = None  # coming back from this outage: report what the spool held
+
+
 class _Model(Protocol):
     def sample(self, chunk: Chunk) -> GroupOutput: ...
 
@@ -116,6 +130,8 @@ class _Pending:
     points: list[tuple[int, Values]] | None
     copy_of: _Pending | None = None
     lost: bool = False
+    #: Sent with `"clock": "unsynced"`: the timestamps ingest should store flagged (`clock_unsynced=true`).
+    unsynced: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -149,7 +165,7 @@ class Simulation:
         self._seq: dict[str, int] = {}
         self._stagger: dict[str, int] = {}
         self._counter = itertools.count()
-        self._heap: list[tuple[int, int, _Pending | GatewayEvent]] = []
+        self._heap: list[tuple[int, int, _Pending | GatewayEvent | _StatusDue]] = []
         self._units = {kind: units_for(kind) for kind in DeviceKind}
         self._metric_order = {kind: tuple(KINDS[kind].metrics) for kind in DeviceKind}
         self._building_pv: dict[str, list[PvSystem]] = {}
@@ -168,6 +184,10 @@ class Simulation:
             for d, first in zip(g.devices, g.first_ms, strict=True)
         ]
         gateways = sorted({d.gateway for d in self.devices})
+        self.gateways = gateways
+        self._heartbeat_ms = 1000 * (config.heartbeat_s or config.cadence.publish_interval_s)
+        self._published: dict[str, list[int]] = {g: [0, 0] for g in gateways}  # gateway -> [messages, readings]
+        self._evicted: dict[str, int] = dict.fromkeys(gateways, 0)
         self.plan = FaultPlan(
             config.faults,
             targets,
@@ -178,9 +198,15 @@ class Simulation:
         )
         self.truth.faults = self.plan.faults
         self._outages = [_Outage(o.gateway, o.start_ms, o.end_ms) for o in self.plan.outages]
+        for g in gateways:
+            self._push(self.start_ms, _StatusDue(g, "online"))
         for o in self._outages:
+            # The offline status goes out before the connection closes (a real gateway's Last Will says the
+            # same when the broker notices); the online one reconnects, reporting what the spool held.
+            self._push(o.start_ms, _StatusDue(o.gateway, "offline", REASON_CONNECTION_LOST))
             self._push(o.start_ms, GatewayEvent(o.gateway, False, o.start_ms))
             self._push(o.end_ms, GatewayEvent(o.gateway, True, o.end_ms))
+            self._push(o.end_ms, _StatusDue(o.gateway, "online", outage=o))
         self._init_truth()
 
     # -- set-up -------------------------------------------------------------------------------------------
@@ -414,14 +440,57 @@ class Simulation:
         return int(offset.total_seconds() * 1000) if offset is not None else 0
 
     # -- the run --------------------------------------------------------------------------------------------
-    def stream(self) -> Iterator[Message | GatewayEvent]:
-        """Every message (and gateway outage event) of the run, in delivery order."""
+    def stream(self) -> Iterator[Message | GatewayEvent | StatusEvent]:
+        """Every message, gateway outage event and gateway status of the run, in delivery order.
+
+        Each gateway says online at the start, sends a heartbeat every `SimConfig.heartbeat_s` of simulated
+        time while it is up (none while offline or rebooting), says offline during an outage and, after
+        everything has been delivered, offline ("shutdown") at the end of the run.
+        """
         for c0 in range(self.start_ms, self.end_ms, CHUNK_MS):
             c1 = min(c0 + CHUNK_MS, self.end_ms)
             self._run_chunk(c0, c1)
+            self._push_heartbeats(c0, c1)
             yield from self._deliver(until_ms=c1)
         yield from self._deliver(until_ms=None)
+        at = max(self.end_ms, *(o.end_ms for o in self._outages)) if self._outages else self.end_ms
+        for g in self.gateways:
+            yield self._status(_StatusDue(g, "offline", REASON_SHUTDOWN), at)
         self._finish_truth()
+
+    def _push_heartbeats(self, c0: int, c1: int) -> None:
+        """Heartbeats due in [c0, c1): pushed after the chunk's batches, so a heartbeat at the same simulated
+        time as a batch comes after it (its published counts include it)."""
+        step = self._heartbeat_ms
+        first = self.start_ms + max(1, -(-(c0 - self.start_ms) // step)) * step
+        for t in range(first, c1, step):
+            for g in self.gateways:
+                if any(o.gateway == g and o.start_ms <= t <= o.end_ms for o in self._outages):
+                    continue  # offline, or the reconnection status says it
+                clock = self.plan.clock_for(g, t)
+                if clock is not None and clock.mode == "down":
+                    continue  # rebooting
+                self._push(t, _StatusDue(g, "online"))
+
+    def _status(self, due: _StatusDue, at_ms: int) -> StatusEvent:
+        messages, readings = self._published[due.gateway]
+        clock = self.plan.clock_for(due.gateway, at_ms)
+        held = [p for p in due.outage.held if not p.lost] if due.outage is not None else []
+        stamps = [min(p.timestamps) for p in held if p.timestamps]
+        return StatusEvent(
+            due.gateway,
+            self.district.id,
+            at_ms,
+            due.state,
+            due.reason,
+            spool_readings=sum(p.message.readings for p in held),
+            oldest_ms=min(stamps) if stamps else None,
+            evicted=self._evicted[due.gateway],
+            published_messages=messages,
+            published_readings=readings,
+            clock_synced=clock is None or clock.mode in ("skew", "down"),
+            started_ms=self.start_ms,
+        )
 
     def messages(self) -> Iterator[Message]:
         for item in self.stream():
@@ -524,7 +593,9 @@ class Simulation:
             cols = [(m, columns[m]) for m in order if m in columns]
             faulty_registers = device.id in plan.registers
             clock = plan.clock.get(device.gateway)
-            batches: dict[int, list[tuple[int, Values]]] = {}
+            # Runs of consecutive readings of one publish interval and one clock state: a batch's `clock` flag
+            # covers all its readings, so a gateway whose clock syncs mid-interval sends two batches.
+            batches: list[tuple[int, bool, list[tuple[int, Values]]]] = []
             for k, ts in enumerate(t):
                 if ts < first:
                     continue
@@ -532,24 +603,40 @@ class Simulation:
                 if faulty_registers and not plan.apply_register(device.id, ts, values):
                     continue
                 sent_ts = ts
+                unsynced = False
                 if clock is not None:
                     fault = plan.clock_for(device.gateway, ts)
                     if fault is not None:
                         if fault.mode == "down":
                             continue
                         sent_ts = ts + fault.offset_ms
+                        # A skewed clock believes it is synchronised; one that never synced since boot knows not.
+                        unsynced = fault.mode in ("epoch", "stale")
                 plan.apply_value(device.id, ts, values)
-                batches.setdefault((ts - t0) // publish_ms, []).append((sent_ts, values))
+                index = (ts - t0) // publish_ms
+                if batches and batches[-1][0] == index and batches[-1][1] == unsynced:
+                    batches[-1][2].append((sent_ts, values))
+                else:
+                    batches.append((index, unsynced, [(sent_ts, values)]))
             check = device.id in plan.value_devices
-            for index, readings in batches.items():
-                self._batch(device, t0 + index * publish_ms, publish_ms, readings, spec if check else None)
+            for index, unsynced, readings in batches:
+                self._batch(
+                    device, t0 + index * publish_ms, publish_ms, readings, spec if check else None, unsynced=unsynced
+                )
 
     def _batch(
-        self, device: Device, interval_start: int, publish_ms: int, readings: list[tuple[int, Values]], spec: Any
+        self,
+        device: Device,
+        interval_start: int,
+        publish_ms: int,
+        readings: list[tuple[int, Values]],
+        spec: Any,
+        *,
+        unsynced: bool = False,
     ) -> None:
         first_seq = self._seq.get(device.id, 0)
         self._seq[device.id] = first_seq + len(readings)
-        payload = encode_batch(device.id, first_seq, self._units[device.kind], readings)
+        payload = encode_batch(device.id, first_seq, self._units[device.kind], readings, clock_unsynced=unsynced)
         deliver = interval_start + publish_ms
         if self.config.stagger:
             stagger = self._stagger.get(device.id)
@@ -560,6 +647,7 @@ class Simulation:
             deliver += stagger
         stored = 0
         quarantined: dict[str, int] = {}
+        flagged: list[int] | None = [] if unsynced else None
         points: list[tuple[int, Values]] | None = [] if self.truth.points is not None else None
         for ts, values in readings:
             # Clean readings are valid by construction (tests check it); only a device with planned value
@@ -571,6 +659,8 @@ class Simulation:
                 stored += 1
                 if points is not None:
                     points.append((ts, values))
+                if flagged is not None:
+                    flagged.append(ts)
             else:
                 quarantined[reason] = quarantined.get(reason, 0) + 1
                 if reason in (Reason.NON_FINITE.value, Reason.OUT_OF_RANGE.value):
@@ -580,6 +670,7 @@ class Simulation:
             if f.kind == "malformed":
                 payload, reason_enum, per_reading = malform(payload, f.variant)
                 stored, points = 0, ([] if points is not None else None)
+                flagged = [] if flagged is not None else None
                 quarantined = {reason_enum.value: len(readings) if per_reading else 1}
                 self._record_message_fault(device, interval_start, f, deliver, reason_enum.value)
         delay = sum(f.delay_ms for f in faults if f.kind in ("out_of_order", "late"))
@@ -587,7 +678,9 @@ class Simulation:
             if f.kind in ("out_of_order", "late"):
                 self._record_message_fault(device, interval_start, f, deliver + delay)
         message = Message(device.topic, payload, device.id, len(readings), deliver + delay, device.gateway)
-        pending = _Pending(message, device.id, first_seq, [ts for ts, _ in readings], stored, quarantined, points)
+        pending = _Pending(
+            message, device.id, first_seq, [ts for ts, _ in readings], stored, quarantined, points, unsynced=flagged
+        )
         self._hold_or_push(pending)
         for f in faults:
             if f.kind == "duplicate":
@@ -611,7 +704,7 @@ class Simulation:
             record["delay_ms"] = f.delay_ms
         self.truth.faults.append(record)
 
-    def _push(self, at_ms: int, item: _Pending | GatewayEvent) -> None:
+    def _push(self, at_ms: int, item: _Pending | GatewayEvent | _StatusDue) -> None:
         heapq.heappush(self._heap, (at_ms, next(self._counter), item))
 
     def _hold_or_push(self, p: _Pending) -> None:
@@ -623,17 +716,21 @@ class Simulation:
                     dropped = o.held.popleft()
                     dropped.lost = True
                     o.lost += 1
+                    self._evicted[o.gateway] += dropped.message.readings
                 p.message = _redeliver(p.message, o.end_ms)
                 at = o.end_ms
                 break
         self._push(at, p)
 
-    def _deliver(self, until_ms: int | None) -> Iterator[Message | GatewayEvent]:
+    def _deliver(self, until_ms: int | None) -> Iterator[Message | GatewayEvent | StatusEvent]:
         heap = self._heap
         while heap and (until_ms is None or heap[0][0] <= until_ms):
-            _, _, item = heapq.heappop(heap)
+            at, _, item = heapq.heappop(heap)
             if isinstance(item, GatewayEvent):
                 yield item
+                continue
+            if isinstance(item, _StatusDue):
+                yield self._status(item, at)
                 continue
             if item.lost or (item.copy_of is not None and item.copy_of.lost):
                 if item.copy_of is None:
@@ -647,6 +744,9 @@ class Simulation:
         n = p.message.readings
         t.published_messages += 1
         t.published_readings += n
+        published = self._published[p.message.gateway]
+        published[0] += 1
+        published[1] += n
         if p.copy_of is not None:
             return
         dt = t.devices[p.device]
@@ -667,6 +767,11 @@ class Simulation:
         if p.points is not None:
             for ts, values in p.points:
                 t.add_point(p.device, ts, values)
+        if p.unsynced is not None:
+            dt.clock_unsynced_sent += n
+            dt.clock_unsynced_stored.extend(p.unsynced)
+            t.clock_unsynced_sent += n
+            t.clock_unsynced_stored += len(p.unsynced)
 
     def _account_lost(self, p: _Pending) -> None:
         self.truth.lost_readings += p.message.readings

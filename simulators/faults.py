@@ -12,7 +12,8 @@ Reading faults (change what a device reports):
     clock_skew             a gateway's clock is off by seconds to minutes for a while
     unsynced_boot          a gateway reboots without a real-time clock: until NTP syncs it stamps readings
                            with the time since 1970 (-> before_commissioning) or a stale saved time (stored
-                           at the wrong time, as fake-hwclock does)
+                           at the wrong time, as fake-hwclock does); like a real gateway it knows its clock
+                           has not synced, so those batches say `"clock": "unsynced"`
 Message faults (change how a batch travels):
     disconnect             the gateway is offline; its spool holds the batches and flushes them on reconnect
     duplicate              a batch is published twice (a lost PUBACK)                -> stored once

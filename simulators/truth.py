@@ -5,6 +5,8 @@ Written as JSON (`Truth.write`), read back with `load_truth`. The file holds:
     totals       readings and messages sent (unique, and published including duplicates), readings expected
                  in InfluxDB, in quarantine by reason code (counted as ingest counts them), lost in a full spool
     devices      per device: readings sent, expected stored / quarantined, first and last timestamp, the
+                 readings sent in `"clock": "unsynced"` batches and the timestamps of those expected stored
+                 (ingest flags them `clock_unsynced=true`; the totals count both), the
                  sequence-number range, energy per local day for each register metric (the physical energy,
                  kWh, which equals the register increase from midnight to midnight) and the counterfactual
                  energy without the interventions; EV chargers list their sessions
@@ -43,6 +45,10 @@ class DeviceTruth:
     energy: dict[str, dict[str, float]] = field(default_factory=dict)
     counterfactual: dict[str, dict[str, float]] = field(default_factory=dict)
     sessions: list[dict[str, object]] = field(default_factory=list)
+    #: Readings sent in `"clock": "unsynced"` batches, and the timestamps of those ingest should store
+    #: (with `clock_unsynced=true`); the rest of them are quarantined (e.g. before_commissioning).
+    clock_unsynced_sent: int = 0
+    clock_unsynced_stored: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -58,6 +64,8 @@ class DeviceTruth:
             "last_ts": self.last_ts,
             "seq": self.seq,
             "energy_kwh_per_day": self.energy,
+            "clock_unsynced_sent": self.clock_unsynced_sent,
+            "clock_unsynced_stored": sorted(self.clock_unsynced_stored),
         }
         if self.counterfactual:
             out["counterfactual_kwh_per_day"] = self.counterfactual
@@ -85,6 +93,8 @@ class Truth:
     interventions: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     points: dict[str, dict[int, Values]] | None = None
+    clock_unsynced_sent: int = 0
+    clock_unsynced_stored: int = 0
 
     def add_point(self, device: str, ts: int, values: Values) -> None:
         """Record a point ingest should store; two different values for one point would make the truth
@@ -112,6 +122,8 @@ class Truth:
                 "expected_stored": self.expected_stored,
                 "expected_quarantined": dict(sorted(self.expected_quarantined.items())),
                 "lost_readings": self.lost_readings,
+                "clock_unsynced_sent": self.clock_unsynced_sent,
+                "clock_unsynced_stored": self.clock_unsynced_stored,
             },
             "energy_import_kwh": self.energy_import_kwh,
             "devices": {d: t.as_dict() for d, t in sorted(self.devices.items())},

@@ -1,6 +1,8 @@
 """End to end with faults on: simulator -> real gateway publishing (per-gateway connections, real disconnects)
 -> Mosquitto -> in-process ingest -> InfluxDB + quarantine. InfluxDB must hold exactly the points the truth
-file says should be stored, with their values, and the quarantine exactly the rest, by reason."""
+file says should be stored, with their values, exactly the ones it lists as sent with an unsynchronised clock
+flagged `clock_unsynced=true`, and the quarantine exactly the rest, by reason. The run's retained gateway
+statuses are removed at the end."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from gateway_mqtt import clear_retained
 
 from districtpulse.config import Endpoints
 from simulators import Cadence, FaultConfig, SimConfig, Simulation, load_truth
@@ -37,13 +40,20 @@ async def test_influxdb_holds_exactly_what_the_truth_says_and_the_quarantine_the
         truth_points=True,
     )
     sim = Simulation(ingest.registry, config)
-    report = await asyncio.to_thread(
-        publish,
-        sim.stream(),
-        host=ingest.endpoints.mqtt_host,
-        port=ingest.endpoints.mqtt_port,
-        client_prefix=f"sim-{ingest.district}",
-    )
+    try:
+        report = await asyncio.to_thread(
+            publish,
+            sim.stream(),
+            host=ingest.endpoints.mqtt_host,
+            port=ingest.endpoints.mqtt_port,
+            client_prefix=f"sim-{ingest.district}",
+        )
+    finally:
+        for gateway in ingest.registry.gateways:
+            clear_retained(
+                ingest.endpoints.mqtt_host, ingest.endpoints.mqtt_port, f"dp/v1/{ingest.district}/{gateway}/status"
+            )
+    assert report.statuses > 0
     truth_path = tmp_path / "truth.json"
     sim.truth.write(truth_path)
     truth = load_truth(truth_path)
@@ -53,6 +63,11 @@ async def test_influxdb_holds_exactly_what_the_truth_says_and_the_quarantine_the
 
     expected = {(device, ts): values for device, points in truth["points"].items() for ts, values in points.items()}
     stored = ingest.points()
+    flagged = {key for key, values in stored.items() if values.pop("clock_unsynced", None) is True}
+    expected_flagged = {(d, ts) for d, t in truth["devices"].items() for ts in t["clock_unsynced_stored"]}
+    assert flagged == expected_flagged
+    assert len(flagged) == truth["totals"]["clock_unsynced_stored"] > 0
+    assert truth["totals"]["clock_unsynced_sent"] > len(flagged)  # the 1970-stamped ones are quarantined
     assert len(stored) == truth["totals"]["expected_stored"] == len(expected)
     assert stored == expected
     by_reason = ingest.quarantined()

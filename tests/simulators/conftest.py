@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from devices import Registry, demo_registry_path
-from simulators import GatewayEvent, Message, SimConfig, Simulation
+from simulators import GatewayEvent, Message, SimConfig, Simulation, StatusEvent
 
 
 @dataclass
 class Collected:
     messages: list[Message] = field(default_factory=list)
     events: list[GatewayEvent] = field(default_factory=list)
+    statuses: list[StatusEvent] = field(default_factory=list)
 
     def readings(self, device: str) -> list[tuple[int, dict[str, Any]]]:
         """Every reading of a device in delivery order (duplicates included)."""
@@ -40,6 +41,8 @@ def run(registry: Registry, config: SimConfig) -> tuple[Simulation, Collected]:
     for item in sim.stream():
         if isinstance(item, Message):
             got.messages.append(item)
+        elif isinstance(item, StatusEvent):
+            got.statuses.append(item)
         else:
             got.events.append(item)
     return sim, got

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from devices import DeviceKind, Registry
 from simulators import SimConfig, load_truth
+from simulators.cli import heartbeat_s
 from simulators.fleets import SCALABLE_CITIES_CADENCES, registry_toml, scalable_cities
 from tests.simulators.conftest import WINTER, run
 
@@ -92,3 +93,13 @@ def test_a_small_fleet_follows_the_deployment_cadences() -> None:
     # Staggered: a meter's batches do not all leave at the top of the hour.
     offsets = {m.deliver_ms % 3_600_000 for m in got.messages if m.device.endswith("-m01")}
     assert len(offsets) > 1
+
+
+def test_a_paced_run_beats_every_60_wall_clock_seconds_and_a_fast_one_once_per_interval() -> None:
+    # (speed, publish interval) -> simulated seconds between heartbeats
+    assert heartbeat_s(1.0, 900) == 60
+    assert heartbeat_s(0.5, 900) == 30
+    assert heartbeat_s(4.0, 900) == 240  # still 60 s of wall clock: the dashboard keeps it online
+    assert heartbeat_s(3600.0, 900) == 900  # an hour a second: once per interval
+    assert heartbeat_s(0.0, 900) is None  # flat out: the SimConfig default, once per interval
+    assert heartbeat_s(0.001, 900) == 1

@@ -1,0 +1,110 @@
+"""The status a simulated gateway publishes: the same retained topic and JSON document as `gateway.service`.
+
+Without it the operators' dashboard (and Grafana) show every demo gateway as "unknown": the dashboard's
+`StatusTracker` reads only `dp/v1/<district>/<gateway>/status`, and a gateway that never wrote there has
+no state. The engine decides *when* a gateway says what (`StatusEvent`, in simulated time); the publisher
+encodes it with `encode_status` at the moment it publishes, because the dashboard takes the age of a
+retained status from its `ts` alone: a simulated day replayed faster than real time would otherwise leave
+every gateway "late" (its last heartbeat stamped hours ago in simulated time). The simulated time travels
+beside it as `sim_ts`.
+
+The keys are those of `gateway.service.Gateway._status_payload` (a test compares them), so nothing that
+reads a real gateway's status needs to know a gateway is simulated; `"simulated": true` says so anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from devices.topics import status_topic
+
+#: What the Last Will and an outage say (the broker publishes the Will when a connection dies).
+REASON_CONNECTION_LOST = "connection lost"
+#: What a clean stop says (the end of a run).
+REASON_SHUTDOWN = "shutdown"
+#: The `version` of a simulated gateway's status.
+SIMULATOR_VERSION = "simulator"
+ADAPTER = "simulator"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A gateway's status at simulated time `at_ms`: online (with its heartbeat figures) or offline.
+
+    `spool_readings` / `oldest_ms` are the readings the simulated gateway holds unpublished (after an outage:
+    what its spool kept) and the sample time of the oldest; `evicted` counts readings dropped by a full spool
+    since the start; `published_*` what it has published so far; `clock_synced` is False while an
+    `unsynced_boot` fault has its clock wrong.
+    """
+
+    gateway: str
+    district: str
+    at_ms: int
+    state: str  # "online" | "offline"
+    reason: str | None = None
+    spool_readings: int = 0
+    oldest_ms: int | None = None
+    evicted: int = 0
+    published_messages: int = 0
+    published_readings: int = 0
+    clock_synced: bool = True
+    started_ms: int = 0
+
+    @property
+    def topic(self) -> str:
+        return status_topic(self.district, self.gateway)
+
+    @property
+    def retain(self) -> bool:
+        return True
+
+
+def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) -> bytes:
+    """The JSON document a real gateway would publish for this state, sent at wall-clock `now_ms`.
+
+    A lost connection (an outage) carries only the identity, state and reason, as the real Last Will does;
+    every other status (online, and the clean "shutdown") the full heartbeat (spool, clock, published counts,
+    adapters), as `Gateway._publish_status` sends it, with ages measured in simulated time.
+    `with_sim_ts=False` leaves out the simulated time (a Last Will, written before it is known).
+    """
+    doc: dict[str, object] = {
+        "v": 1,
+        "gateway": event.gateway,
+        "district": event.district,
+        "state": event.state,
+        "version": SIMULATOR_VERSION,
+    }
+    if event.reason is not None:
+        doc["reason"] = event.reason
+    if not (event.state == "offline" and event.reason == REASON_CONNECTION_LOST):
+        oldest = None if event.oldest_ms is None else round(max(0, event.at_ms - event.oldest_ms) / 1000, 1)
+        doc.update(
+            ts=now_ms,
+            uptime_s=round((event.at_ms - event.started_ms) / 1000, 1),
+            clock={
+                "sync": "synchronised" if event.clock_synced else "unsynchronised",
+                "source": "simulated",
+                "jumps": 0,
+                "last_jump_ms": 0,
+            },
+            spool={
+                "readings": event.spool_readings,
+                "bytes": 0,
+                "buffered": 0,
+                "oldest_age_s": oldest,
+                "evicted": event.evicted,
+                "counters": {},
+            },
+            published={
+                "messages": event.published_messages,
+                "readings": event.published_readings,
+                "acked_messages": event.published_messages,
+                "acked_readings": event.published_readings,
+            },
+            adapters={ADAPTER: "running"},
+        )
+    doc["simulated"] = True
+    if with_sim_ts:
+        doc["sim_ts"] = event.at_ms
+    return json.dumps(doc, separators=(",", ":")).encode()
