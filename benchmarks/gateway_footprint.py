@@ -196,6 +196,17 @@ def direct_publish_rate(port: int, devices: int, batch: int) -> float:
         return devices * batch / (time.perf_counter() - t0)
 
 
+def clear_status(port: int, district: str, gateway: str) -> None:
+    """Remove the gateway's retained status (a real gateway leaves its last one; a benchmark must not)."""
+    from devices.topics import status_topic
+    from gateway.publisher import BrokerConfig, Publisher
+
+    with Publisher(BrokerConfig("127.0.0.1", port, client_id=f"bench-clear-{district}")) as pub:
+        pub.publish(status_topic(district, gateway), b"", retain=True)
+        if not pub.wait_acked(30):
+            raise SystemExit("could not clear the retained status")
+
+
 def _kinds() -> list[Any]:
     from devices.kinds import DeviceKind
 
@@ -267,6 +278,7 @@ def main() -> None:
             raise SystemExit(f"steady phase lost readings: {steady}")
         baseline_spool = per_reading_commit_rate(folder, args.baseline_readings)
         baseline_publish = direct_publish_rate(endpoints.mqtt_port, n, min(args.ticks, 500))
+        clear_status(endpoints.mqtt_port, district, f"{district}-gw")
 
     spool_rate = spool["committed"] / spool["elapsed_s"]
     publish_rate = drain["acked_readings"] / drain["elapsed_s"]
