@@ -10,6 +10,8 @@ once per write request or per acknowledged batch, never per reading:
     dp_ingest_readings_quarantined_total{reason}  readings in quarantine, by reason code
     dp_ingest_readings_written_total             readings InfluxDB accepted
     dp_ingest_messages_acked_total               PUBACKs sent
+    dp_ingest_last_ack_timestamp_seconds         Unix time of the last PUBACK (0 before the first): alert when
+                                                 it stops moving while messages keep arriving
     dp_ingest_write_requests_total / _write_retries_total
     dp_ingest_inflight_readings                  validated, not yet acknowledged (gauge; and its _max)
     dp_ingest_write_duration_seconds             histogram per successful write request
@@ -60,6 +62,9 @@ class _StatsCollector(Collector):
         for reason, value in sorted(s.readings_quarantined.items()):
             quarantined.add_metric([reason], value)
         yield quarantined
+        yield GaugeMetricFamily(
+            f"{PREFIX}_last_ack_timestamp_seconds", "Unix time of the last acknowledgement", value=s.last_ack_s
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}_inflight_readings", "validated readings not yet acknowledged", value=s.inflight_readings
         )

@@ -83,6 +83,8 @@ class IngestStats:
     write_requests: int = 0
     write_retries: int = 0
     messages_acked: int = 0
+    #: Unix time of the last acknowledgement sent (0.0: none yet): "is anything getting through?"
+    last_ack_s: float = 0.0
     inflight_readings: int = 0
     inflight_readings_max: int = 0
     abandoned_readings: int = 0
@@ -254,6 +256,7 @@ class Pipeline:
             rejected.clear()
             if settled:
                 self.stats.messages_acked += self.source.ack(settled)
+                self.stats.last_ack_s = time.time()
                 settled.clear()
 
         yielded = time.monotonic()
@@ -382,6 +385,7 @@ class Pipeline:
         self.stats.batches_written += 1
         messages = [part.message for part in batch.parts]
         self.stats.messages_acked += self.source.ack(messages)
+        self.stats.last_ack_s = time.time()
         self.observer.acked(min(m.received for m in messages), time.monotonic())
         self._release(batch.readings)
 

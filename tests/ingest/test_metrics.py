@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,7 @@ async def test_metrics_count_what_the_pipeline_did(tmp_path: Path, make_registry
     server, _ = serve_metrics(metrics, "127.0.0.1", 0)
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
+    started = time.time()
     try:
         good = em_messages("m1", 500, 50)  # 10 messages
         topic = good[0][0]
@@ -64,6 +66,7 @@ async def test_metrics_count_what_the_pipeline_did(tmp_path: Path, make_registry
     assert m[("dp_ingest_readings_quarantined_total", (("reason", "decode_error"),))] == 1
     assert m[("dp_ingest_readings_quarantined_total", (("reason", "unknown_device"),))] == 50
     assert m[("dp_ingest_messages_acked_total", ())] == 12
+    assert started <= m[("dp_ingest_last_ack_timestamp_seconds", ())] <= time.time()
     assert m[("dp_ingest_write_retries_total", ())] == 2
     assert m[("dp_ingest_write_requests_total", ())] == len(writer.requests) + 2
     assert m[("dp_ingest_inflight_readings", ())] == 0
