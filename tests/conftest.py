@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from devices import Registry
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a CLI's `main` calls `devices.logs.setup()`, which points the root logger at the
+    sys.stderr of that moment: pytest's capture file, closed when the test ends. Left in place, that handler
+    fails ("I/O operation on closed file") on the next record any later test's threads emit, and it has
+    replaced pytest's own log capture. Put the root logger back as the test found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 
 REGISTRY_TEMPLATE = """
 [[district]]
