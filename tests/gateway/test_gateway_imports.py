@@ -28,14 +28,20 @@ def test_every_gateway_module_imports_without_server_packages() -> None:
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER_ONLY)!r})\n"
         "print(','.join(bad))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _python(code)
     assert proc.stdout.strip() == ""
 
 
 PYDANTIC = {"pydantic", "pydantic_core"}
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter (a clean sys.modules) from the repository root; it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
 
 
 def test_a_gateway_built_with_a_registry_and_the_simulated_adapter_imports_no_pydantic(tmp_path: Path) -> None:
@@ -58,8 +64,5 @@ def test_a_gateway_built_with_a_registry_and_the_simulated_adapter_imports_no_py
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER_ONLY | PYDANTIC)!r})\n"
         "print(','.join(bad))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _python(code)
     assert proc.stdout.splitlines() == ["imp ['imp-bs', 'imp-em', 'imp-ev']", ""]
