@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,13 @@ import pytest
 from devices import Registry, encode_batch, readings_topic, units_for
 from districtpulse.config import Endpoints
 from gateway import BrokerConfig, Publisher
-from ingest import InfluxConfig, IngestSettings, IngestStats, MqttConfig, Pipeline, Quarantine
+from ingest import Quarantine
+from tests.support.ingest import RunningIngest, running_ingest
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z: in the past, after commissioning
 
 
-@dataclass
-class Harness:
-    endpoints: Endpoints
-    registry: Registry
-    district: str
-    database: str
-    quarantine_path: Path
-    stats: IngestStats
-
+class Harness(RunningIngest):
     def publish(self, messages: list[tuple[str, bytes]]) -> None:
         broker = BrokerConfig(
             self.endpoints.mqtt_host, self.endpoints.mqtt_port, client_id=f"pub-{uuid.uuid4().hex[:8]}"
@@ -54,14 +46,6 @@ class Harness:
         while self.stats.readings_stored + sum(self.stats.readings_quarantined.values()) < readings:
             assert time.monotonic() < deadline, f"timed out: {self.stats.as_dict()}"
             await asyncio.sleep(0.05)
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        response = httpx.post(
-            f"{self.endpoints.influx_url}/query", params={"db": self.database, "epoch": "ms"}, data={"q": q}
-        )
-        response.raise_for_status()
-        series: list[dict[str, Any]] = response.json()["results"][0].get("series", [])
-        return series
 
     def points(self, measurement: str) -> dict[tuple[str, int], dict[str, Any]]:
         """(device, ts) -> fields, for every point of a measurement."""
@@ -84,34 +68,8 @@ async def harness(
     unique_district: str,
 ) -> AsyncIterator[Harness]:
     registry = make_registry(unique_district)
-    registry_path = tmp_path / "registry.toml"
-    registry_path.write_text(registry_text(unique_district))
-    database = f"test_{unique_district}"
-    client_id = f"ingest-{unique_district}"
-    settings = IngestSettings(
-        registry=registry_path,
-        quarantine=tmp_path / "quarantine.sqlite",
-        mqtt=MqttConfig(
-            host=endpoints.mqtt_host,
-            port=endpoints.mqtt_port,
-            client_id=client_id,
-            topics=(f"dp/v1/{unique_district}/+/+/+",),
-            session_expiry_s=0,  # the broker forgets this test's session when it disconnects
-        ),
-        influx=InfluxConfig(url=endpoints.influx_url, database=database),
-        batch_interval_s=0.05,
-    )
-    stats = IngestStats()
-    pipeline = Pipeline(settings, registry, stats=stats)
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
-    await asyncio.wait_for(pipeline.source.subscribed.wait(), 10)
-    try:
-        yield Harness(endpoints, registry, unique_district, database, settings.quarantine, stats)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        httpx.post(f"{endpoints.influx_url}/query", data={"q": f'DROP DATABASE "{database}"'})
+    async with running_ingest(Harness, endpoints, registry, registry_text(unique_district), tmp_path) as harness:
+        yield harness
 
 
 def em_readings(n: int, start: int = T0) -> list[tuple[int, dict[str, float | str]]]:
