@@ -17,6 +17,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import BATCH_ADAPTER
+from gateway.cli import build_gateway
+from gateway.config import GatewayConfig
+from gateway.service import Gateway
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,42 @@ def check_delivery(messages: list[Received], next_seq: dict[str, int]) -> dict[s
         assert got == list(range(n)), f"{device}: {n} spooled, missing {sorted(set(range(n)) - set(got))[:20]}"
     assert {dev for dev, _ in seen} == set(next_seq)
     return {"readings": len(seen), "copies": copies, "redelivered": copies - len(seen), "messages": batches}
+
+
+class GatewayThread:
+    """`districtpulse gateway` on a thread of its own, as the tests drive it: built on that thread (the spool's
+    SQLite connection belongs to the thread that opens it), stopped with `stop`, its exit code in `result`."""
+
+    def __init__(self, config: GatewayConfig, *, exit_when_idle: bool = False) -> None:
+        self.config = config
+        self.exit_when_idle = exit_when_idle
+        self.stop = threading.Event()
+        self.result: list[int] = []
+        self._built: list[Gateway] = []
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve)
+
+    def _serve(self) -> None:
+        try:
+            gateway = build_gateway(self.config)
+            self._built.append(gateway)
+        finally:
+            self._ready.set()
+        self.result.append(gateway.run(self.stop, exit_when_idle=self.exit_when_idle))
+
+    def start(self) -> Gateway:
+        """Start it and return the gateway once built."""
+        self.thread.start()
+        assert self._ready.wait(30) and self._built, "the gateway was not built"
+        return self._built[0]
+
+    def join(self, timeout: float = 30) -> None:
+        """Wait for it to end (after `stop`, or by itself when idle) and require a clean exit."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        assert self.result == [0]
+
+    def close(self) -> None:
+        """Stop it, whatever happened (for `finally`)."""
+        self.stop.set()
+        self.thread.join(30)

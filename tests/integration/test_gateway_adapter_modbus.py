@@ -18,7 +18,6 @@ from devices import BATCH_ADAPTER
 from districtpulse.config import Endpoints
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
-from gateway.service import Gateway
 
 CASES = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "modbus" / "testcases"
 
@@ -59,14 +58,6 @@ polls = 3
 """
 
 
-def release_paho_sockets(gateway: Gateway) -> None:
-    """Close the socketpair of the gateway publisher's paho client now. Publisher and client reference each
-    other (bound callbacks), so they are freed by the cyclic GC, which may finalize paho's socketpair before
-    the client's __del__ closes it: a ResourceWarning in whichever later test is running (reported to the
-    lead; remove this once Publisher.close() releases the client's sockets itself)."""
-    gateway.publisher._client._reset_sockets()  # type: ignore[attr-defined]
-
-
 def sim_device(unit: int, dump: Path) -> SimDevice:
     runs = json.loads(dump.read_text())["input"]
     return SimDevice(
@@ -100,7 +91,6 @@ def test_meters_on_pymodbus_server_reach_the_broker_with_exact_values(
     try:
         gateway = build_gateway(config)
         result = gateway.run(threading.Event(), exit_when_idle=True)
-        release_paho_sockets(gateway)
         assert result == 0
         next_seq, left, _ = spooled_counters(tmp_path / "spool.sqlite")
         assert (next_seq, left) == ({f"{district}-sdm630": 3, f"{district}-em24": 3}, 0)

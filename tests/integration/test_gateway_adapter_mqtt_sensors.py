@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from gateway_mqtt import Recorder, clear_retained
+from gateway_mqtt import GatewayThread, Recorder, clear_retained
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import BATCH_ADAPTER
 from districtpulse.config import Endpoints
 from gateway.adapters import AdapterContext, build_adapter, parse_adapter_config
 from gateway.adapters.mqtt_sensors import MqttSensorsAdapter
-from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
-from gateway.service import Gateway
 from tests.support.net import TcpProxy as Proxy
 
 CASE = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "mqtt_sensors" / "testcases"
@@ -43,14 +41,6 @@ port = {port}
 path = "spool.sqlite"
 commit_interval_ms = 20
 """
-
-
-def release_paho_sockets(gateway: Gateway) -> None:
-    """Close the socketpair of the gateway publisher's paho client now. Publisher and client reference each
-    other (bound callbacks), so they are freed by the cyclic GC, which may finalize paho's socketpair before
-    the client's __del__ closes it: a ResourceWarning in whichever later test is running (reported to the
-    lead; remove this once Publisher.close() releases the client's sockets itself)."""
-    gateway.publisher._client._reset_sockets()  # type: ignore[attr-defined]
 
 
 def sensors_config(prefix: str, host: str, port: int) -> dict[str, Any]:
@@ -100,22 +90,9 @@ def test_sensor_payloads_reach_the_spool_and_are_republished(
     config_text = CONFIG.format(gateway=gateway_id, district=district, host=host, port=port)
     config = GatewayConfig.from_toml(config_text + to_toml(sensors_config(prefix, host, port)), base_dir=tmp_path)
     recorder = Recorder(host, port, f"dp/v1/{district}/{gateway_id}/#")
-    stop = threading.Event()
-    built: list[Gateway] = []
-    ready = threading.Event()
-    result: list[int] = []
-
-    def serve() -> None:  # the spool's SQLite connection belongs to the thread that opens it
-        gateway = build_gateway(config)
-        built.append(gateway)
-        ready.set()
-        result.append(gateway.run(stop))
-
-    runner = threading.Thread(target=serve)
-    runner.start()
+    runner = GatewayThread(config)
     try:
-        assert ready.wait(30)
-        adapter = built[0].adapters["mqtt_sensors"]
+        adapter = runner.start().adapters["mqtt_sensors"]
         assert isinstance(adapter, MqttSensorsAdapter)
         assert adapter.subscribed.wait(30), "the adapter did not subscribe"
         recorder.wait_for(lambda: adapter.stats["retained_skipped"] == 1, 10, "the retained message")
@@ -135,16 +112,13 @@ def test_sensor_payloads_reach_the_spool_and_are_republished(
             "non_finite": 1,
         }
     finally:
-        stop.set()
-        runner.join(30)
-        if built:
-            release_paho_sockets(built[0])
+        runner.close()
         sensors.publish(f"{prefix}/{retained[0]['topic']}", b"", qos=1, retain=True).wait_for_publish(10)
         sensors.loop_stop()
         sensors.disconnect()
         recorder.close()
         clear_retained(host, port, f"dp/v1/{district}/{gateway_id}/status")
-    assert result == [0]
+    assert runner.result == [0]
     got: list[tuple[str, dict[str, Any]]] = []
     for msg in recorder.snapshot():
         if msg.topic.endswith("/status"):

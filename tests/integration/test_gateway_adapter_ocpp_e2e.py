@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
+from gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
 
 from devices import BATCH_ADAPTER
 from districtpulse.config import Endpoints
 from gateway.adapters.ocpp import OcppAdapter
 from gateway.adapters.ocpp.central import camel_to_snake
-from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
-from gateway.service import Gateway
 
 ocpp_v16 = pytest.importorskip("ocpp.v16")
 websockets_client = pytest.importorskip("websockets.asyncio.client")
@@ -81,32 +78,17 @@ def test_a_recorded_session_is_published_reading_for_reading(
         base_dir=tmp_path,
     )
     recorder = Recorder(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/#")
-    stop = threading.Event()
-    built: list[Gateway] = []
-    result: list[int] = []
-    ready = threading.Event()
-
-    def serve() -> None:  # the spool's SQLite connection belongs to the thread that opens it
-        gateway = build_gateway(config)
-        built.append(gateway)
-        ready.set()
-        result.append(gateway.run(stop))
-
-    runner = threading.Thread(target=serve)
-    runner.start()
+    runner = GatewayThread(config)
     try:
-        assert ready.wait(30)
-        adapter = built[0].adapters["ocpp"]
+        adapter = runner.start().adapters["ocpp"]
         assert isinstance(adapter, OcppAdapter)
         assert adapter.ready.wait(30), "the OCPP server did not start"
         assert adapter.port is not None
         tx = asyncio.run(run_recorded_session(adapter.port))
         expected = [json.loads(line)["values"] for line in (CASE / "expected.jsonl").read_text().splitlines()]
         recorder.wait_for(lambda: recorder.readings() >= len(expected), 30, "the session's readings")
-        stop.set()
-        runner.join(30)
-        assert not runner.is_alive()
-        assert result == [0]
+        runner.stop.set()
+        runner.join()
         next_seq, left, _ = spooled_counters(tmp_path / "spool.sqlite")
         assert left == 0
         assert next_seq == {f"{district}-ev-1": len(expected), f"{district}-ev-2": 0}
@@ -123,7 +105,6 @@ def test_a_recorded_session_is_published_reading_for_reading(
             {**v, "session_id": str(tx)} if v["session_id"] == recorded_sid else v for v in expected
         ]
     finally:
-        stop.set()
-        runner.join(30)
+        runner.close()
         recorder.close()
         clear_retained(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/status")

@@ -3,15 +3,12 @@ and delivers every reading (the shared broker stays up; a TCP proxy on loopback 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
+from gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
 
 from districtpulse.config import Endpoints
-from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
-from gateway.service import Gateway
 from tests.support.net import TcpProxy as Proxy
 
 CONFIG = """
@@ -49,30 +46,18 @@ def test_a_dropped_connection_is_restored_and_nothing_is_lost(
         CONFIG.format(gateway=gateway_id, district=district, port=proxy.port), base_dir=tmp_path
     )
     recorder = Recorder(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/#")
-    stop = threading.Event()
-    built: list[Gateway] = []
-    result: list[int] = []
-
-    def serve() -> None:  # the spool's SQLite connection belongs to the thread that opens it
-        gateway = build_gateway(config)
-        built.append(gateway)
-        result.append(gateway.run(stop, exit_when_idle=True))
-
-    runner = threading.Thread(target=serve)
-    runner.start()
+    runner = GatewayThread(config, exit_when_idle=True)
     try:
+        gateway = runner.start()
         recorder.wait_for(lambda: recorder.readings() >= 100, 30, "the first readings")
         proxy.cut()
         recorder.wait_for(
             lambda: any(s.get("reason") == "connection lost" for s in recorder.statuses()), 30, "the Last Will"
         )
         during = recorder.readings()
-        recorder.wait_for(lambda: built[0].spool.readings > 0, 30, "readings spooled while cut off")
+        recorder.wait_for(lambda: gateway.spool.readings > 0, 30, "readings spooled while cut off")
         proxy.up.set()
         runner.join(60)
-        assert not runner.is_alive()
-        assert result == [0]
-        gateway = built[0]
         assert gateway.publisher.connections >= 2  # type: ignore[attr-defined]
         assert proxy.accepted >= 2
         next_seq, left, _ = spooled_counters(tmp_path / "spool.sqlite")
@@ -86,8 +71,7 @@ def test_a_dropped_connection_is_restored_and_nothing_is_lost(
         assert states.count(("online", None)) >= 2  # announced again after the reconnect
         assert states[-1] == ("offline", "shutdown")
     finally:
-        stop.set()
-        runner.join(30)
+        runner.close()
         recorder.close()
         proxy.close()
         clear_retained(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/status")
