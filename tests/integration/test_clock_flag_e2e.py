@@ -12,9 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 from gateway_mqtt import clear_retained
 
 from devices import KINDS, Registry
@@ -24,15 +22,9 @@ from gateway.adapters import DeviceRef
 from gateway.publisher import Will
 from gateway.service import Gateway, Timing
 from gateway.spool import Spool
-from ingest import InfluxConfig, IngestSettings, IngestStats, MqttConfig, Pipeline, Quarantine
+from ingest import Quarantine
 from tests.gateway.test_clock_flag_gateway import PHASES, PhasedAdapter, ScriptedTime
-
-
-def query(endpoints: Endpoints, database: str, q: str) -> list[dict[str, Any]]:
-    response = httpx.post(f"{endpoints.influx_url}/query", params={"db": database, "epoch": "ms"}, data={"q": q})
-    response.raise_for_status()
-    series: list[dict[str, Any]] = response.json()["results"][0].get("series", [])
-    return series
+from tests.support.ingest import RunningIngest, running_ingest
 
 
 def run_gateway(endpoints: Endpoints, district: str, gateway_id: str, adapter: PhasedAdapter, spool_path: Path) -> int:
@@ -71,22 +63,6 @@ async def test_exactly_the_readings_taken_before_sync_are_flagged_in_influxdb(
     district = unique_district
     gateway_id = f"{district}-gw1"
     registry = make_registry(district)
-    registry_path = tmp_path / "registry.toml"
-    registry_path.write_text(registry_text(district))
-    database = f"test_{district}"
-    settings = IngestSettings(
-        registry=registry_path,
-        quarantine=tmp_path / "quarantine.sqlite",
-        mqtt=MqttConfig(
-            host=endpoints.mqtt_host,
-            port=endpoints.mqtt_port,
-            client_id=f"ingest-{district}",
-            topics=(f"dp/v1/{district}/+/+/+",),
-            session_expiry_s=0,  # the broker forgets this test's session when it disconnects
-        ),
-        influx=InfluxConfig(url=endpoints.influx_url, database=database),
-        batch_interval_s=0.05,
-    )
     devices = [
         DeviceRef(registry.devices[f"{district}-{d}"].id, registry.devices[f"{district}-{d}"].kind)
         for d in ("em", "bs")
@@ -96,56 +72,54 @@ async def test_exactly_the_readings_taken_before_sync_are_flagged_in_influxdb(
     per_phase = {p.name: p.ticks * len(devices) for p in PHASES}  # boot 6, stale 8, synced 10, lost 4
     total = sum(per_phase.values())
 
-    stats = IngestStats()
-    pipeline = Pipeline(settings, registry, stats=stats)
-    stop = asyncio.Event()
-    task = asyncio.create_task(pipeline.run(stop))
     try:
-        await asyncio.wait_for(pipeline.source.subscribed.wait(), 10)
-        rc = await asyncio.to_thread(run_gateway, endpoints, district, gateway_id, adapter, tmp_path / "spool.sqlite")
-        assert rc == 0
-        for _ in range(600):
-            if stats.readings_stored + sum(stats.readings_quarantined.values()) >= total:
-                break
-            await asyncio.sleep(0.05)
-        assert stats.readings_stored == total - per_phase["boot"], stats.as_dict()
-        assert dict(stats.readings_quarantined) == {"before_commissioning": per_phase["boot"]}
+        async with running_ingest(RunningIngest, endpoints, registry, registry_text(district), tmp_path) as ingest:
+            stats = ingest.stats
+            rc = await asyncio.to_thread(
+                run_gateway, endpoints, district, gateway_id, adapter, tmp_path / "spool.sqlite"
+            )
+            assert rc == 0
+            for _ in range(600):
+                if stats.readings_stored + sum(stats.readings_quarantined.values()) >= total:
+                    break
+                await asyncio.sleep(0.05)
+            assert stats.readings_stored == total - per_phase["boot"], stats.as_dict()
+            assert dict(stats.readings_quarantined) == {"before_commissioning": per_phase["boot"]}
 
-        points: dict[tuple[str, int], bool] = {}
-        for measurement in (KINDS[d.kind].measurement for d in devices):
-            q = f'SELECT "seq", "clock_unsynced" FROM "{measurement}" GROUP BY "device"'
-            for s in query(endpoints, database, q):
-                for ts, _seq, flag in s["values"]:
-                    assert flag in (True, None)  # the field is present only when true
-                    points[(s["tags"]["device"], ts)] = flag is True
-        stored_truth = {key: phase for key, phase in adapter.truth.items() if phase != "boot"}
-        assert points.keys() == stored_truth.keys()
-        assert {key for key, on in points.items() if on} == {
-            key for key, phase in stored_truth.items() if phase in ("stale", "lost")
-        }
-        assert sum(points.values()) == per_phase["stale"] + per_phase["lost"] == 12
-        # what an operator or the aggregation would run: InfluxQL filters on the boolean field
-        flagged = query(endpoints, database, 'SELECT count("seq") FROM /.*/ WHERE "clock_unsynced" = true')
-        assert sum(s["values"][0][1] for s in flagged) == 12
-        # InfluxQL cannot select the points where a field is absent (`!= true` matches none of them), so the
-        # trusted readings are counted as all minus flagged (lineprotocol.py's docstring says so)
-        counts = query(endpoints, database, 'SELECT count("seq"), count("clock_unsynced") FROM /.*/')
-        assert sum(s["values"][0][1] - s["values"][0][2] for s in counts) == per_phase["synced"] == 10
-        unflagged = query(endpoints, database, 'SELECT count("seq") FROM /.*/ WHERE "clock_unsynced" != true')
-        assert unflagged == []
+            points: dict[tuple[str, int], bool] = {}
+            for measurement in (KINDS[d.kind].measurement for d in devices):
+                q = f'SELECT "seq", "clock_unsynced" FROM "{measurement}" GROUP BY "device"'
+                for s in ingest.query(q):
+                    for ts, _seq, flag in s["values"]:
+                        assert flag in (True, None)  # the field is present only when true
+                        points[(s["tags"]["device"], ts)] = flag is True
+            stored_truth = {key: phase for key, phase in adapter.truth.items() if phase != "boot"}
+            assert points.keys() == stored_truth.keys()
+            assert {key for key, on in points.items() if on} == {
+                key for key, phase in stored_truth.items() if phase in ("stale", "lost")
+            }
+            assert sum(points.values()) == per_phase["stale"] + per_phase["lost"] == 12
+            # what an operator or the aggregation would run: InfluxQL filters on the boolean field
+            flagged = ingest.query('SELECT count("seq") FROM /.*/ WHERE "clock_unsynced" = true')
+            assert sum(s["values"][0][1] for s in flagged) == 12
+            # InfluxQL cannot select the points where a field is absent (`!= true` matches none of them), so the
+            # trusted readings are counted as all minus flagged (lineprotocol.py's docstring says so)
+            counts = ingest.query('SELECT count("seq"), count("clock_unsynced") FROM /.*/')
+            assert sum(s["values"][0][1] - s["values"][0][2] for s in counts) == per_phase["synced"] == 10
+            unflagged = ingest.query('SELECT count("seq") FROM /.*/ WHERE "clock_unsynced" != true')
+            assert unflagged == []
 
-        quarantine = Quarantine(settings.quarantine)
-        try:
-            rows = quarantine.rows()
-        finally:
-            quarantine.close()
-        assert [r.reason for r in rows] == ["before_commissioning"] * per_phase["boot"]
-        assert all(r.readings == 1 for r in rows)
-        quarantined = {(r.device, int(m.group(1))) for r in rows if (m := re.search(r": ts (\d+) is before", r.detail))}
-        assert quarantined == {key for key, phase in adapter.truth.items() if phase == "boot"}
-        assert all(ts < 86_400_000 for _, ts in quarantined)  # stamped on 1970-01-01
+            quarantine = Quarantine(ingest.quarantine_path)
+            try:
+                rows = quarantine.rows()
+            finally:
+                quarantine.close()
+            assert [r.reason for r in rows] == ["before_commissioning"] * per_phase["boot"]
+            assert all(r.readings == 1 for r in rows)
+            quarantined = {
+                (r.device, int(m.group(1))) for r in rows if (m := re.search(r": ts (\d+) is before", r.detail))
+            }
+            assert quarantined == {key for key, phase in adapter.truth.items() if phase == "boot"}
+            assert all(ts < 86_400_000 for _, ts in quarantined)  # stamped on 1970-01-01
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        httpx.post(f"{endpoints.influx_url}/query", data={"q": f'DROP DATABASE "{database}"'})
         clear_retained(endpoints.mqtt_host, endpoints.mqtt_port, f"dp/v1/{district}/{gateway_id}/status")
