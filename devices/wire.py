@@ -42,3 +42,33 @@ def encode_batch(
     doc["units"] = units
     doc["readings"] = [{"ts": ts, "values": values} for ts, values in readings]
     return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+
+
+#: The retained status of a gateway (`devices.topics.status_topic`): its Last Will says this with this reason.
+REASON_CONNECTION_LOST = "connection lost"
+#: ... and a clean stop says this.
+REASON_SHUTDOWN = "shutdown"
+
+
+def encode_status(
+    *,
+    gateway: str,
+    district: str,
+    state: str,
+    version: str,
+    reason: str | None = None,
+    heartbeat: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None,
+) -> bytes:
+    """A gateway's status document: who, `online` or `offline` and why, and, except in a Last Will (written at
+    connect time, when nothing else is known), the heartbeat: `ts`, `uptime_s`, `clock`, `spool`, `published`,
+    `adapters` (see `gateway.service`). Real and simulated gateways both write it here, so the operators'
+    dashboard reads one format; `extra` carries what only one of them says (the simulator's `simulated`)."""
+    doc: dict[str, object] = {"v": 1, "gateway": gateway, "district": district, "state": state, "version": version}
+    if reason is not None:
+        doc["reason"] = reason
+    if heartbeat is not None:
+        doc.update(heartbeat)
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
 from devices.topics import readings_topic, status_topic
-from devices.wire import CLOCK_UNSYNCED, SCHEMA_VERSION
+from devices.wire import CLOCK_UNSYNCED, REASON_CONNECTION_LOST, REASON_SHUTDOWN, SCHEMA_VERSION, encode_status
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
 from gateway.publisher import Will
@@ -221,29 +221,21 @@ class Gateway:
         self._wake = threading.Event()  # set by the spool when its buffer is half full
         self.spool.on_pressure = self._wake.set
         self._backlog = False  # some device has more committed readings than its last message took
-        will = self._status_payload("offline", reason="connection lost", full=False)
+        will = self._status_payload("offline", reason=REASON_CONNECTION_LOST, full=False)
         self.publisher = self.make_publisher(self._on_ack, Will(self.status_topic, will))
         self._window = self.publisher.available
 
     # -- status ---------------------------------------------------------------------------------------------
     def _status_payload(self, state: str, *, reason: str | None = None, full: bool = True) -> bytes:
-        doc: dict[str, object] = {
-            "v": 1,
-            "gateway": self.gateway_id,
-            "district": self.district,
-            "state": state,
-            "version": self.version,
-        }
-        if reason is not None:
-            doc["reason"] = reason
+        heartbeat: dict[str, object] | None = None
         if full:
             stats = self.spool.stats()
             now = self.clock.now_ms()
-            doc.update(
-                ts=now,
-                uptime_s=round(time.monotonic() - self._started, 1),
-                clock=self.clock.state().as_dict(),
-                spool={
+            heartbeat = {
+                "ts": now,
+                "uptime_s": round(time.monotonic() - self._started, 1),
+                "clock": self.clock.state().as_dict(),
+                "spool": {
                     "readings": stats.readings,
                     "bytes": stats.bytes,
                     "buffered": stats.buffered,
@@ -251,12 +243,19 @@ class Gateway:
                     "evicted": self.spool.evicted,
                     "counters": stats.counters,
                 },
-                published=self.counts.as_dict(),
-                adapters={
+                "published": self.counts.as_dict(),
+                "adapters": {
                     r.name: ("failed" if r.error else "finished" if r.finished else "running") for r in self._running
                 },
-            )
-        return json.dumps(doc, separators=(",", ":")).encode()
+            }
+        return encode_status(
+            gateway=self.gateway_id,
+            district=self.district,
+            state=state,
+            version=self.version,
+            reason=reason,
+            heartbeat=heartbeat,
+        )
 
     def _publish_status(self, state: str, reason: str | None = None) -> bool:
         """Publish the retained status if the in-flight window has room (the cycle leaves it one slot)."""
@@ -428,7 +427,7 @@ class Gateway:
         if self.publisher.connected:
             self.publisher.wait_acked(self.timing.drain_timeout_s)  # what is in flight: acked, then deleted
             self.commit()
-            self._publish_status("offline", reason="shutdown")
+            self._publish_status("offline", reason=REASON_SHUTDOWN)
             self.publisher.wait_acked(self.timing.drain_timeout_s)
         self.publisher.close()
         self.spool.close()

@@ -8,21 +8,19 @@ retained status from its `ts` alone: a simulated day replayed faster than real t
 every gateway "late" (its last heartbeat stamped hours ago in simulated time). The simulated time travels
 beside it as `sim_ts`.
 
-The keys are those of `gateway.service.Gateway._status_payload` (a test compares them), so nothing that
-reads a real gateway's status needs to know a gateway is simulated; `"simulated": true` says so anyway.
+The document is `devices.wire.encode_status`'s, as a real gateway's (a test compares the keys too), so
+nothing that reads a gateway's status needs to know it is simulated; `"simulated": true` says so anyway.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from devices.topics import status_topic
+from devices.wire import REASON_CONNECTION_LOST, REASON_SHUTDOWN
+from devices.wire import encode_status as encode_wire_status
 
-#: What the Last Will and an outage say (the broker publishes the Will when a connection dies).
-REASON_CONNECTION_LOST = "connection lost"
-#: What a clean stop says (the end of a run).
-REASON_SHUTDOWN = "shutdown"
+__all__ = ["REASON_CONNECTION_LOST", "REASON_SHUTDOWN", "StatusEvent", "encode_status"]
 #: The `version` of a simulated gateway's status.
 SIMULATOR_VERSION = "simulator"
 ADAPTER = "simulator"
@@ -68,27 +66,19 @@ def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) 
     adapters), as `Gateway._publish_status` sends it, with ages measured in simulated time.
     `with_sim_ts=False` leaves out the simulated time (a Last Will, written before it is known).
     """
-    doc: dict[str, object] = {
-        "v": 1,
-        "gateway": event.gateway,
-        "district": event.district,
-        "state": event.state,
-        "version": SIMULATOR_VERSION,
-    }
-    if event.reason is not None:
-        doc["reason"] = event.reason
+    heartbeat: dict[str, object] | None = None
     if not (event.state == "offline" and event.reason == REASON_CONNECTION_LOST):
         oldest = None if event.oldest_ms is None else round(max(0, event.at_ms - event.oldest_ms) / 1000, 1)
-        doc.update(
-            ts=now_ms,
-            uptime_s=round((event.at_ms - event.started_ms) / 1000, 1),
-            clock={
+        heartbeat = {
+            "ts": now_ms,
+            "uptime_s": round((event.at_ms - event.started_ms) / 1000, 1),
+            "clock": {
                 "sync": "synchronised" if event.clock_synced else "unsynchronised",
                 "source": "simulated",
                 "jumps": 0,
                 "last_jump_ms": 0,
             },
-            spool={
+            "spool": {
                 "readings": event.spool_readings,
                 "bytes": 0,
                 "buffered": 0,
@@ -96,15 +86,23 @@ def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) 
                 "evicted": event.evicted,
                 "counters": {},
             },
-            published={
+            "published": {
                 "messages": event.published_messages,
                 "readings": event.published_readings,
                 "acked_messages": event.published_messages,
                 "acked_readings": event.published_readings,
             },
-            adapters={ADAPTER: "running"},
-        )
-    doc["simulated"] = True
+            "adapters": {ADAPTER: "running"},
+        }
+    extra: dict[str, object] = {"simulated": True}
     if with_sim_ts:
-        doc["sim_ts"] = event.at_ms
-    return json.dumps(doc, separators=(",", ":")).encode()
+        extra["sim_ts"] = event.at_ms
+    return encode_wire_status(
+        gateway=event.gateway,
+        district=event.district,
+        state=event.state,
+        version=SIMULATOR_VERSION,
+        reason=event.reason,
+        heartbeat=heartbeat,
+        extra=extra,
+    )
