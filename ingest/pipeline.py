@@ -255,8 +255,7 @@ class Pipeline:
             self._commit_quarantine(rejected)
             rejected.clear()
             if settled:
-                self.stats.messages_acked += self.source.ack(settled)
-                self.stats.last_ack_s = time.time()
+                self._ack(settled)
                 settled.clear()
 
         yielded = time.monotonic()
@@ -291,6 +290,11 @@ class Pipeline:
             return True
         finally:
             settle()
+
+    def _ack(self, messages: Sequence[Message]) -> None:
+        """Acknowledge messages whose readings are all stored or quarantined."""
+        self.stats.messages_acked += self.source.ack(messages)
+        self.stats.last_ack_s = time.time()
 
     def _release(self, readings: int) -> None:
         self.stats.inflight_readings -= readings
@@ -384,8 +388,7 @@ class Pipeline:
             await self._bisect([(part, k) for part in batch.parts for k in range(len(part.lines))], exc)
         self.stats.batches_written += 1
         messages = [part.message for part in batch.parts]
-        self.stats.messages_acked += self.source.ack(messages)
-        self.stats.last_ack_s = time.time()
+        self._ack(messages)
         self.observer.acked(min(m.received for m in messages), time.monotonic())
         self._release(batch.readings)
 
