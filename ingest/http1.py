@@ -11,7 +11,8 @@ What it does, and no more:
   included);
 - responses with Content-Length, chunked, or read to the end of the connection, with a cap on their size;
 - a request that fails on a connection taken from the pool is sent once more on a fresh connection, because
-  the server may have closed it while it was idle (a write of the same points is idempotent).
+  the server may have closed it while it was idle (a write of the same points is idempotent); not one that
+  timed out, which would only double the wait.
 
 It raises only `HttpUnavailable` (the server cannot be reached or the exchange broke: retry later), so that the
 caller (`ingest.influx`, the boundary) translates one exception.
@@ -34,6 +35,10 @@ _MAX_HEADERS = 100
 
 class HttpUnavailable(ConnectionError):
     """The exchange did not complete: refused or reset connection, timeout, or a malformed answer."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +103,10 @@ class Http1Client:
         if self._idle:
             try:
                 return await self._exchange(self._idle.pop(), head, body)
-            except HttpUnavailable:
-                pass  # closed while idle, most likely: once more on a fresh connection
+            except HttpUnavailable as exc:
+                if exc.timed_out:  # the server is slow, not gone: another try would double the wait
+                    raise
+                # closed while idle, most likely: once more on a fresh connection
         return await self._exchange(None, head, body)
 
     async def _exchange(self, conn: _Connection | None, head: bytes, body: bytes) -> Response:
@@ -117,7 +124,9 @@ class Http1Client:
         except (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
             if conn is not None:
                 conn.close()
-            raise HttpUnavailable(f"{self._host}:{self._port}: {type(exc).__name__}: {exc}") from exc
+            raise HttpUnavailable(
+                f"{self._host}:{self._port}: {type(exc).__name__}: {exc}", timed_out=isinstance(exc, TimeoutError)
+            ) from exc
         if keep and len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:

@@ -178,15 +178,19 @@ async def test_a_broken_answer_is_unavailable_not_a_crash(reply: bytes) -> None:
             await client.aclose()
 
 
-async def test_a_server_that_never_answers_times_out() -> None:
+async def test_a_server_that_never_answers_times_out_once_even_on_a_pooled_connection() -> None:
     async with scripted_server() as server:
-        server.replies = [lambda _r: (b"", False)]  # reads the request, says nothing, keeps the connection
+        # the first write leaves a pooled connection; the second is read and never answered
+        server.replies = [answer(NO_CONTENT), lambda _r: (b"", False)]
         client = Http1Client(server.url, timeout=0.3)
         try:
-            with pytest.raises(HttpUnavailable, match="TimeoutError"):
+            await client.post("/write", {}, b"x")
+            with pytest.raises(HttpUnavailable, match="TimeoutError") as timed_out:
                 await asyncio.wait_for(client.post("/write", {}, b"x"), 5)
+            assert timed_out.value.timed_out
         finally:
             await client.aclose()
+    assert len(server.requests) == 2  # not sent a third time on a fresh connection
 
 
 async def test_influx_v1_translates_statuses_and_transport_failures() -> None:
