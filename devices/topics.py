@@ -2,6 +2,7 @@
 
     dp/v1/<district>/<gateway>/<device>/<kind>     one device's batch of readings (QoS 1)
     dp/v1/<district>/<gateway>/status              the gateway's retained status, with its Last Will
+    dp/v1/<district>/<gateway>/confirm             ingest -> gateway: the sequence ranges now stored (QoS 1)
 
 Identifiers are restricted (see `ID_PATTERN`) so that they are safe in topics (no `/`, `+`, `#`) and in
 InfluxDB line protocol tags (no spaces, commas or `=`), which lets ingest use them without escaping.
@@ -18,8 +19,10 @@ ROOT = "dp/v1"
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _ID = re.compile(ID_PATTERN)
 
-#: Every readings topic (six levels; the status topic has five, so it does not match).
+#: Every readings topic (six levels; the status and confirm topics have five, so they do not match).
 READINGS_FILTER = f"{ROOT}/+/+/+/+"
+#: Every gateway's confirmations (what ingest's ACL lets it write).
+CONFIRM_FILTER = f"{ROOT}/+/+/confirm"
 
 
 class TopicError(ValueError):
@@ -41,6 +44,25 @@ def readings_topic(district: str, gateway: str, device: str, kind: DeviceKind | 
 
 def status_topic(district: str, gateway: str) -> str:
     return f"{ROOT}/{district}/{gateway}/status"
+
+
+def confirm_topic(district: str, gateway: str) -> str:
+    """Where ingest tells one gateway which of its readings are stored or quarantined (`devices.wire`)."""
+    return f"{ROOT}/{district}/{gateway}/confirm"
+
+
+def gateway_of(topic: str) -> tuple[str, str] | None:
+    """The (district, gateway) levels of a readings topic, or None if the topic does not have them.
+
+    Cheaper than `parse_readings_topic` (no kind check): ingest calls it for every message it confirms, and
+    a message whose topic is wrong in other ways is still confirmed to the gateway that sent it."""
+    parts = topic.split("/", 5)
+    if len(parts) != 6 or parts[0] != "dp" or parts[1] != "v1":
+        return None
+    district, gateway = parts[2], parts[3]
+    if not (_ID.fullmatch(district) and _ID.fullmatch(gateway)):
+        return None
+    return district, gateway
 
 
 def shared_readings_filter(group: str) -> str:

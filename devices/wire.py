@@ -72,3 +72,107 @@ def encode_status(
     if extra:
         doc.update(extra)
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# -- confirmations: ingest -> gateway ---------------------------------------------------------------------------
+#
+# Topic `dp/v1/<district>/<gateway>/confirm` (`devices.topics.confirm_topic`), QoS 1, not retained:
+#
+#     {"v": 1, "ts": 1763856000123, "by": "districtpulse-ingest",
+#      "confirmed": {"b1-em-main": [[1041, 1055], [1060, 1060]], "b1-ev-1": [[7, 9]]}}
+#
+# Every reading of a listed range is stored in InfluxDB or durably in ingest's quarantine: the gateway may delete
+# it from its spool. Ranges are inclusive, sorted and disjoint per device; a confirmation repeats nothing it need
+# not, but a gateway must accept a range it has already deleted (a redelivered reading is confirmed again).
+# `by` names the ingest consumer (several may share the load); `ts` is when it was sent (UTC ms).
+
+#: Schema version of a confirmation document.
+CONFIRM_VERSION = 1
+#: One confirmation document is at most this long; more ranges go into further documents.
+MAX_CONFIRM_BYTES = 64 * 1024
+#: The largest sequence number (a signed 64-bit integer: SQLite, InfluxDB and the JSON Schemas agree on it).
+MAX_SEQ = 2**63 - 1
+
+Ranges = dict[str, list[tuple[int, int]]]
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint, with adjacent ranges joined: [(5, 9), (0, 4), (12, 12)] -> [(0, 9), (12, 12)]."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if out and first <= out[-1][1] + 1:
+            if last > out[-1][1]:
+                out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
+
+
+def encode_confirms(ranges: Ranges, *, by: str, ts_ms: int, max_bytes: int = MAX_CONFIRM_BYTES) -> list[bytes]:
+    """The confirmation documents for these ranges (merged), each at most `max_bytes` long."""
+    head = f'{{"v":{CONFIRM_VERSION},"ts":{ts_ms},"by":{json.dumps(by)},"confirmed":{{'
+    docs: list[bytes] = []
+    parts: list[str] = []
+    size = len(head) + 2
+
+    def flush() -> None:
+        nonlocal parts, size
+        if parts:
+            docs.append((head + ",".join(parts) + "}}").encode())
+        parts, size = [], len(head) + 2
+
+    for device in sorted(ranges):
+        merged = merge_ranges(ranges[device])
+        prefix = f"{json.dumps(device)}:["
+        while merged:
+            if parts and size + len(prefix) + len(_range_text(merged[0])) + 2 > max_bytes:
+                flush()
+            take = [_range_text(merged.pop(0))]  # at least one range, whatever the bound
+            room = max_bytes - size - len(prefix) - len(take[0]) - 2
+            while merged and room >= len(_range_text(merged[0])) + 1:
+                take.append(_range_text(merged.pop(0)))
+                room -= len(take[-1]) + 1
+            part = prefix + ",".join(take) + "]"
+            parts.append(part)
+            size += len(part) + 1
+            if merged:  # this document is full: the device goes on in the next (one key per device per document)
+                flush()
+    flush()
+    return docs
+
+
+def _range_text(r: tuple[int, int]) -> str:
+    return f"[{r[0]},{r[1]}]"
+
+
+class ConfirmError(ValueError):
+    """A confirmation document that does not follow the format above."""
+
+
+def decode_confirm(payload: bytes) -> Ranges:
+    """The confirmed ranges of a confirmation document; ConfirmError says what is wrong with it."""
+    if len(payload) > MAX_CONFIRM_BYTES:
+        raise ConfirmError(f"confirmation of {len(payload)} bytes, more than {MAX_CONFIRM_BYTES}")
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise ConfirmError(f"not JSON: {exc}") from None
+    if type(doc) is not dict or doc.get("v") != CONFIRM_VERSION or type(doc.get("confirmed")) is not dict:
+        raise ConfirmError("expected an object with v=1 and a `confirmed` object")
+    out: Ranges = {}
+    for device, ranges in doc["confirmed"].items():
+        if type(ranges) is not list:
+            raise ConfirmError(f"{device[:64]!r}: expected a list of [first, last] ranges")
+        checked: list[tuple[int, int]] = []
+        for r in ranges:
+            if (
+                type(r) is not list
+                or len(r) != 2
+                or type(r[0]) is not int
+                or type(r[1]) is not int
+                or not 0 <= r[0] <= r[1] <= MAX_SEQ
+            ):
+                raise ConfirmError(f"{device[:64]!r}: {str(r)[:40]} is not a range [first, last], 0 <= first <= last")
+            checked.append((r[0], r[1]))
+        out[device] = checked
+    return out
