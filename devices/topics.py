@@ -51,18 +51,18 @@ def confirm_topic(district: str, gateway: str) -> str:
     return f"{ROOT}/{district}/{gateway}/confirm"
 
 
-def gateway_of(topic: str) -> tuple[str, str] | None:
-    """The (district, gateway) levels of a readings topic, or None if the topic does not have them.
+def source_of(topic: str) -> tuple[str, str, str] | None:
+    """The (district, gateway, device) levels of a readings topic, or None if the topic does not have them.
 
-    Cheaper than `parse_readings_topic` (no kind check): ingest calls it for every message it confirms, and
-    a message whose topic is wrong in other ways is still confirmed to the gateway that sent it."""
-    parts = topic.split("/", 5)
+    Cheaper than `parse_readings_topic` (the kind is not checked): ingest calls it for each message it
+    confirms, and a message whose topic is wrong in other ways is still confirmed to the gateway that sent it."""
+    parts = topic.split("/")
     if len(parts) != 6 or parts[0] != "dp" or parts[1] != "v1":
         return None
-    district, gateway = parts[2], parts[3]
-    if not (_ID.fullmatch(district) and _ID.fullmatch(gateway)):
+    district, gateway, device = parts[2], parts[3], parts[4]
+    if not (_ID.fullmatch(district) and _ID.fullmatch(gateway) and _ID.fullmatch(device)):
         return None
-    return district, gateway
+    return district, gateway, device
 
 
 def shared_readings_filter(group: str) -> str:

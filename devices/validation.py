@@ -70,6 +70,9 @@ class ValidatedMessage:
     good: list[Reading] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: The batch's `seq` range once its envelope parsed (whatever became of its readings): what ingest
+    #: confirms to the gateway when the message is settled; None when the payload had no usable envelope.
+    seq: tuple[int, int] | None = None
 
     @property
     def rejected_readings(self) -> int:
@@ -95,8 +98,10 @@ def _message_rejection(
     detail: str,
     readings: int = 1,
     errors: tuple[dict[str, Any], ...] = (),
+    *,
+    seq: tuple[int, int] | None = None,
 ) -> ValidatedMessage:
-    return ValidatedMessage(device, rejected=[Rejection(reason, detail, None, max(readings, 1), errors)])
+    return ValidatedMessage(device, rejected=[Rejection(reason, detail, None, max(readings, 1), errors)], seq=seq)
 
 
 def _parse(
@@ -188,14 +193,18 @@ def validate_message(
     header = batch if batch is not None else envelope
     assert header is not None
     n = len(header.readings)
+    seq = (header.seq[0], header.seq[0] + n - 1) if n else None
     if device is None:
-        return _message_rejection(None, Reason.UNKNOWN_DEVICE, f"device {parts.device!r} is not in the registry", n)
+        return _message_rejection(
+            None, Reason.UNKNOWN_DEVICE, f"device {parts.device!r} is not in the registry", n, seq=seq
+        )
     if header.device != parts.device:
         return _message_rejection(
             device,
             Reason.DEVICE_MISMATCH,
             f"payload device {header.device[:64]!r} != topic device {parts.device!r}",
             n,
+            seq=seq,
         )
     if device.gateway != parts.gateway or device.district != parts.district:
         return _message_rejection(
@@ -203,6 +212,7 @@ def validate_message(
             Reason.WRONG_GATEWAY,
             f"device {device.id!r} belongs to {device.district}/{device.gateway}, not {parts.district}/{parts.gateway}",
             n,
+            seq=seq,
         )
     if device.kind != parts.kind:
         return _message_rejection(
@@ -210,20 +220,21 @@ def validate_message(
             Reason.KIND_MISMATCH,
             f"device {device.id!r} is a {device.kind}, topic says {parts.kind}",
             n,
+            seq=seq,
         )
     metrics = KINDS[device.kind].metrics
     for name, unit in header.units.items():
         spec = metrics.get(name)
         if spec is None:
             return _message_rejection(
-                device, Reason.UNKNOWN_METRIC, f"units: {name!r} is not a metric of {device.kind}", n
+                device, Reason.UNKNOWN_METRIC, f"units: {name!r} is not a metric of {device.kind}", n, seq=seq
             )
         if spec.unit != unit:
             return _message_rejection(
-                device, Reason.WRONG_UNIT, f"{name}: unit {unit[:20]!r}, expected {spec.unit!r}", n
+                device, Reason.WRONG_UNIT, f"{name}: unit {unit[:20]!r}, expected {spec.unit!r}", n, seq=seq
             )
 
-    out = ValidatedMessage(device, rejected=rejected)
+    out = ValidatedMessage(device, rejected=rejected, seq=seq)
     units = header.units
     first_seq = header.seq[0]
     max_ts = now_ms + max_future_ms

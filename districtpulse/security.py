@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.topics import CONFIRM_FILTER
+
 INGEST_USER = "_ingest"
 PROBE_USER = "_probe"
 SERVICE_USERS = (INGEST_USER, PROBE_USER)
@@ -164,12 +166,12 @@ def read_passwd(path: Path) -> dict[str, str]:
 # --- ACL -----------------------------------------------------------------------------------------------
 
 
-def gateway_prefix(district: str, gateway: str) -> str:
-    """The only topics a gateway may publish to: its readings and its retained status (with its Will).
-
-    As in any MQTT filter, `.../<gateway>/#` also matches `.../<gateway>` itself: still the gateway's own.
-    """
-    return f"{TOPIC_ROOT}/{district}/{gateway}/#"
+def gateway_grants(district: str, gateway: str) -> list[str]:
+    """What a gateway may do: publish its readings (`.../<gateway>/<device>/<kind>`) and its retained status
+    (with its Will), and subscribe to its own confirmations, which only ingest may publish: a gateway that
+    could write a confirmation could make another gateway (or itself) delete readings nobody stored."""
+    root = f"{TOPIC_ROOT}/{district}/{gateway}"
+    return [f"topic write {root}/+/+", f"topic write {root}/status", f"topic read {root}/confirm"]
 
 
 def render_acl(gateways: Iterable[tuple[str, str]]) -> str:
@@ -177,8 +179,9 @@ def render_acl(gateways: Iterable[tuple[str, str]]) -> str:
 
     With an `acl_file`, Mosquitto denies everything not granted here. The ingest user reads everything
     under the root, and `$share/+/...` is granted too because Mosquitto 2.0 checks a shared subscription's
-    filter as written; gateways get write-only access to their own prefix (no `pattern ... %u` line: a
-    gateway id alone would allow it under any district).
+    filter as written; it writes confirmations, and nothing else. Gateways get their own readings and status
+    topics to write and their own confirmations to read (no `pattern ... %u` line: a gateway id alone would
+    allow it under any district).
     """
     lines = [
         "# DistrictPulse topic ACL, generated from the registry by `districtpulse services up --secure`.",
@@ -187,12 +190,13 @@ def render_acl(gateways: Iterable[tuple[str, str]]) -> str:
         f"user {INGEST_USER}",
         f"topic read {TOPIC_ROOT}/#",
         f"topic read $share/+/{TOPIC_ROOT}/#",
+        f"topic write {CONFIRM_FILTER}",
         "",
         f"user {PROBE_USER}",
         "",
     ]
     for district, gateway in sorted(set(gateways), key=lambda pair: (pair[1], pair[0])):
-        lines += [f"user {gateway}", f"topic write {gateway_prefix(district, gateway)}", ""]
+        lines += [f"user {gateway}", *gateway_grants(district, gateway), ""]
     return "\n".join(lines)
 
 

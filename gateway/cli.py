@@ -20,7 +20,6 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -31,7 +30,7 @@ from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, GatewayError
 from gateway.publisher import BrokerConfig, Publisher, Will
-from gateway.service import Gateway, PublisherLike, Timing
+from gateway.service import Gateway, OnAck, PublisherLike, Subscriptions, Timing
 from gateway.spool import Spool
 
 log = logging.getLogger("gateway")
@@ -95,11 +94,18 @@ def build_gateway(
         drain_timeout_s=g.drain_timeout_s,
         max_batch_readings=g.max_batch_readings,
         max_inflight_bytes=mqtt.max_inflight_bytes,
+        max_message_bytes=mqtt.max_message_bytes,
+        delivery=config.delivery.policy,
     )
 
-    def make_publisher(on_ack: Callable[[int], None], will: Will) -> PublisherLike:
+    def make_publisher(on_ack: OnAck, will: Will, subscriptions: Subscriptions) -> PublisherLike:
         return Publisher(
-            broker, max_inflight=mqtt.max_inflight, on_ack=on_ack, will=will, drain_timeout=g.drain_timeout_s
+            broker,
+            max_inflight=mqtt.max_inflight,
+            on_ack=on_ack,
+            will=will,
+            drain_timeout=g.drain_timeout_s,
+            subscriptions=subscriptions,
         )
 
     return Gateway(g.id, config.district, spool, adapters, make_publisher, clock, timing)

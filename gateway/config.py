@@ -22,6 +22,12 @@
     commit_interval_ms = 200
     max_bytes = 268435456
 
+    [delivery]                        # when a reading may leave the spool (gateway.delivery)
+    delete_on = "confirm"             # when ingest confirms it is stored; "puback": an ingest that does not confirm
+    confirm_timeout_s = 30            # published again if not confirmed by then (doubling, up to the max)
+    confirm_timeout_max_s = 600
+    max_unconfirmed_readings = 20000  # published and not yet confirmed, at most
+
     [[adapter]]
     type = "simulated"
     interval_s = 1
@@ -42,9 +48,13 @@ from devices.tables import Bounds, Check, TableError, load_toml
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
 from gateway.adapters import AdapterConfig, AdapterContext, DeviceRef, parse_adapter_config
+from gateway.delivery import DeliveryPolicy
 from gateway.errors import ConfigError
 from gateway.publisher import TlsConfig
 from gateway.spool import SpoolLimits
+
+#: A message larger than this would not pass a broker with the project's `max_packet_size`.
+MAX_MESSAGE_BYTES_CAP = 1024 * 1024
 
 # Dataclasses loaded by `devices.tables`, not pydantic models: pydantic would cost the Pi ~12 MB (issue 4).
 Id = Annotated[str, Check(check_id)]
@@ -82,6 +92,8 @@ class MqttSection:
     max_inflight: Annotated[int, Bounds(ge=2, le=10_000)] = 100
     #: ... and at most this many payload bytes (paho holds each payload until its PUBACK).
     max_inflight_bytes: Annotated[int, Bounds(ge=1024)] = 1024 * 1024
+    #: One message's readings, at most this many bytes of JSON (a message then stays under the broker's limit).
+    max_message_bytes: Annotated[int, Bounds(ge=1024, le=MAX_MESSAGE_BYTES_CAP)] = 256 * 1024
     reconnect_min_s: Positive = 1.0
     reconnect_max_s: Positive = 60.0
     #: TLS is explicit: a CA or certificate file without `tls = true` is an error, not a silent upgrade.
@@ -121,12 +133,38 @@ class SpoolSection:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverySection:
+    delete_on: Literal["confirm", "puback"] = "confirm"
+    confirm_timeout_s: Positive = 30.0
+    confirm_timeout_max_s: Positive = 600.0
+    retry_min_s: Positive = 2.0
+    max_unconfirmed_readings: Annotated[int, Bounds(ge=1, le=10_000_000)] = 20_000
+
+    def __post_init__(self) -> None:
+        if self.confirm_timeout_s > self.confirm_timeout_max_s:
+            raise ValueError("confirm_timeout_s must not exceed confirm_timeout_max_s")
+        if self.retry_min_s > self.confirm_timeout_max_s:
+            raise ValueError("retry_min_s must not exceed confirm_timeout_max_s")
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            self.delete_on,
+            self.confirm_timeout_s,
+            self.confirm_timeout_max_s,
+            self.retry_min_s,
+            self.max_unconfirmed_readings,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigFile:
     gateway: GatewaySection
     #: Each table is checked by its adapter type's own dataclass (`gateway.adapters.parse_adapter_config`).
     adapter: Annotated[list[dict[str, Any]], Bounds(min_length=1)]
     mqtt: MqttSection = field(default_factory=MqttSection)
     spool: SpoolSection = field(default_factory=SpoolSection)
+    delivery: DeliverySection = field(default_factory=DeliverySection)
 
 
 class GatewayConfig:
@@ -138,6 +176,7 @@ class GatewayConfig:
         self.gateway = model.gateway
         self.mqtt = model.mqtt
         self.spool = model.spool
+        self.delivery = model.delivery
         self.spool_path = self._resolve(model.spool.path)
         registry_devices: tuple[DeviceRef, ...] = ()
         district = model.gateway.district

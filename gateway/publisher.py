@@ -3,7 +3,14 @@
 The publisher never holds more than `max_inflight` unacknowledged messages: `publish` blocks until the
 broker has acknowledged enough of the earlier ones. paho's own queue would otherwise grow without bound
 while the broker is slow or away (and past 65,535 queued QoS 1 messages paho fails with ERR_QUEUE_SIZE).
-`on_ack(mid)` runs on paho's network thread for each PUBACK: the spool deletes a reading only then.
+`on_ack(mid, reason)` runs on paho's network thread for each PUBACK, with the MQTT 5 reason code: 0 is
+"success", 0x10 "no matching subscribers" (the broker dropped the message: nobody was subscribed), 0x80 and up
+a refusal (0x87 not authorized, 0x97 quota exceeded, ...). A PUBACK only says the broker took the message (or
+did not): the gateway deletes a reading when ingest confirms it is stored (`gateway.delivery`), and the codes
+are counted here by value (`reasons`).
+
+`subscriptions` are (topic filter, callback) pairs subscribed at QoS 1 on every (re)connection (the gateway's
+confirmation topic); each callback gets the payload of a matching message on paho's network thread.
 
 Two ways to connect: `connect()` waits for the CONNACK and raises `BrokerUnavailable` (a one-shot publisher
 such as the simulator wants to fail fast); `start()` returns at once and keeps (re)connecting in the
@@ -27,7 +34,8 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,13 @@ from gateway.backoff import Backoff
 from gateway.errors import BrokerUnavailable, ConfigError, PublishFailed
 
 log = logging.getLogger(__name__)
+
+
+def _payload_only(callback: Callable[[bytes], None]) -> Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]:
+    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        callback(bytes(message.payload))
+
+    return on_message
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):
@@ -123,10 +138,11 @@ class Publisher:
         broker: BrokerConfig,
         *,
         max_inflight: int = 1000,
-        on_ack: Callable[[int], None] | None = None,
+        on_ack: Callable[[int, int], None] | None = None,
         drain_timeout: float = 30.0,
         will: Will | None = None,
         rng: random.Random | None = None,
+        subscriptions: Sequence[tuple[str, Callable[[bytes], None]]] = (),
     ) -> None:
         if max_inflight < 1:
             raise ValueError("max_inflight must be >= 1")
@@ -142,10 +158,12 @@ class Publisher:
         self._backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng or random.Random())  # noqa: S311 (jitter, not crypto)
         self.published = 0
         self.acked = 0
-        # PUBACKs with a failure reason (MQTT 5), e.g. 0x87 "Not authorized" for a topic outside this client's
-        # ACL: the broker will never take that message, so it counts as acknowledged (the spool must not retry
-        # it forever) but is counted and logged here, never dropped silently.
+        #: PUBACKs with a failure reason (MQTT 5, >= 0x80), e.g. 0x87 "Not authorized" for a topic outside this
+        #: client's ACL. Nothing is deleted for them; the owner decides whether and when to publish again.
         self.rejected = 0
+        #: Every PUBACK reason code other than 0 ("success"), by value: 0x10 (16) "no matching subscribers" too.
+        self.reasons: Counter[int] = Counter()
+        self._subscriptions = tuple(subscriptions)
         self.connections = 0  # successful CONNACKs so far: a change tells the owner it reconnected
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -165,6 +183,8 @@ class Publisher:
         client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
+        for topic, callback in self._subscriptions:
+            client.message_callback_add(topic, _payload_only(callback))
         self._client = client
 
     # -- paho callbacks (network thread) -------------------------------------------------------------------
@@ -180,6 +200,10 @@ class Publisher:
                 self.connections += 1
                 self._backoff.reset()
             self._cond.notify_all()
+        if not reason.is_failure and self._subscriptions:
+            # Subscribed again on every connection: the session does not outlive the connection, and the
+            # SUBSCRIBE leaves before any PUBLISH of this connection, so no confirmation of it is missed.
+            self._client.subscribe([(topic, 1) for topic, _ in self._subscriptions])
         if reason.is_failure:
             log.warning("broker %s:%s refused the connection: %s", self.broker.host, self.broker.port, reason)
         else:
@@ -210,16 +234,17 @@ class Publisher:
     def _handle_publish(
         self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _props: Properties | None
     ) -> None:
+        code = int(reason.value)
         with self._cond:
             self._inflight -= 1
             self.acked += 1
-            if reason.is_failure:
-                self.rejected += 1
+            if code:
+                self.reasons[code] += 1
+                if reason.is_failure:
+                    self.rejected += 1
             self._cond.notify_all()
-        if reason.is_failure:
-            log.warning("broker %s:%s rejected message %d: %s", self.broker.host, self.broker.port, mid, reason)
         if self._on_ack is not None:
-            self._on_ack(mid)
+            self._on_ack(mid, code)
 
     # -- public API ------------------------------------------------------------------------------------------
     def start(self) -> None:

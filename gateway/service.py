@@ -2,19 +2,22 @@
 
 Threads:
 - one per adapter, putting readings into the spool's bounded buffer;
-- paho's network thread, which only appends the message id of each PUBACK to a deque;
+- paho's network thread, which only appends each PUBACK (message id, reason code) and each confirmation
+  payload to a deque;
 - the main loop (`Gateway.run`), which alone touches the SQLite connection. Every `commit_interval` it
-  turns the acknowledged message ids into deletes and commits them with the new readings (one
-  transaction); every `publish_interval` it publishes at most one message per device (the device's
-  oldest unpublished run of consecutive sequence numbers) while the publisher has room in its in-flight
-  window. When a device has more waiting than one message holds (after an outage), the next cycle comes
-  as soon as the window has room (PUBACKs wake the loop) instead of a full interval later, so a backlog
-  drains as fast as the broker acknowledges, and the in-flight bounds (messages and bytes) keep memory
-  flat while it does.
+  turns the confirmations into deletes and commits them with the new readings (one transaction); every
+  `publish_interval` it publishes at most one message per device (the device's oldest unpublished run of
+  consecutive sequence numbers) while there is room: in the publisher's in-flight window (messages and
+  bytes awaiting PUBACK) and in the delivery ledger (readings awaiting ingest's confirmation, see
+  `gateway.delivery`). Messages not confirmed in time are published again from the spool, before new ones.
+  When a device has more waiting than one message holds (after an outage), the next cycle comes as soon as
+  there is room (PUBACKs and confirmations wake the loop) instead of a full interval later, so a backlog
+  drains as fast as ingest stores it, and the bounds keep memory flat while it does.
 
-Nothing is published before it is committed, and nothing is deleted before its PUBACK: a crash at any point
-leaves every published-but-unacknowledged reading in the spool, re-published after the restart with the
-same sequence numbers and contents (an exact redelivery, which InfluxDB stores once).
+Nothing is published before it is committed, and nothing is deleted before ingest confirms that it is stored
+(or, with `delete_on = "puback"`, before the broker's successful PUBACK): a crash of the gateway, the broker
+or ingest at any point leaves every unconfirmed reading in the spool, published again with the same sequence
+numbers and contents (an exact redelivery, which InfluxDB stores once).
 
 Status: `dp/v1/<district>/<gateway>/status`, retained, QoS 1. The Last Will (set at connect) says
 `"state": "offline", "reason": "connection lost"`; every (re)connection and every `heartbeat_interval`
@@ -29,16 +32,25 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
-from devices.topics import readings_topic, status_topic
-from devices.wire import CLOCK_UNSYNCED, REASON_CONNECTION_LOST, REASON_SHUTDOWN, SCHEMA_VERSION, encode_status
+from devices.topics import confirm_topic, readings_topic, status_topic
+from devices.wire import (
+    CLOCK_UNSYNCED,
+    REASON_CONNECTION_LOST,
+    REASON_SHUTDOWN,
+    SCHEMA_VERSION,
+    ConfirmError,
+    decode_confirm,
+    encode_status,
+)
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
+from gateway.delivery import DeliveryPolicy, Ledger, Sent
 from gateway.publisher import Will
 from gateway.spool import Spool, SpooledReading
 
@@ -67,16 +79,27 @@ def encode_message(device: str, units_json: str, rows: Sequence[SpooledReading])
     ).encode()
 
 
-def consecutive_run(rows: Sequence[SpooledReading]) -> Sequence[SpooledReading]:
+def consecutive_run(rows: Sequence[SpooledReading], max_bytes: int | None = None) -> Sequence[SpooledReading]:
     """The leading rows with consecutive sequence numbers and the same clock flag: one message's worth.
 
     A gap (evicted readings) ends a message, so every message's seq range is exact; so does a change of the
     clock flag, so that a message is all synchronised or all not (the batch-level `clock` flag is exact).
+    With `max_bytes`, the run also ends before its readings' JSON would pass that many bytes (one reading at
+    least), so that a message stays under the broker's and ingest's size limits whatever the adapter sends.
     """
     end = 1
+    size = len(rows[0].body) + _READING_OVERHEAD
     while end < len(rows) and rows[end].seq == rows[end - 1].seq + 1 and rows[end].unsynced == rows[0].unsynced:
+        if max_bytes is not None:
+            size += len(rows[end].body) + _READING_OVERHEAD
+            if size > max_bytes:
+                break
         end += 1
     return rows[:end]
+
+
+#: `{"ts":1763856000000,"values":` ... `},`: what a reading adds to a message beside its values' JSON.
+_READING_OVERHEAD = 32
 
 
 class PublisherLike(Protocol):
@@ -91,6 +114,9 @@ class PublisherLike(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def reasons(self) -> Mapping[int, int]: ...
+
     def start(self) -> None: ...
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int: ...
@@ -100,8 +126,12 @@ class PublisherLike(Protocol):
     def close(self) -> None: ...
 
 
-#: Builds the publisher with the service's PUBACK callback and Last Will.
-PublisherFactory = Callable[[Callable[[int], None], Will], PublisherLike]
+#: A PUBACK's callback: message id and MQTT 5 reason code.
+OnAck = Callable[[int, int], None]
+#: (topic filter, callback with the payload) pairs the publisher subscribes on every connection.
+Subscriptions = Sequence[tuple[str, Callable[[bytes], None]]]
+#: Builds the publisher with the service's PUBACK callback, Last Will and subscriptions (its confirmations).
+PublisherFactory = Callable[[OnAck, Will, Subscriptions], PublisherLike]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +146,13 @@ class Timing:
     #: Payload bytes awaiting PUBACK at most (paho keeps each payload until then): bounds memory while a
     #: backlog drains, whatever the batch size.
     max_inflight_bytes: int = 1024 * 1024
+    #: One message's readings JSON, at most (under the broker's `max_packet_size` and ingest's message limit).
+    max_message_bytes: int = 256 * 1024
+    #: When a reading may leave the spool, and when an unconfirmed one is published again.
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    #: Confirmation payloads waiting for the main loop, at most; beyond, they are dropped and counted (the
+    #: readings they confirm are then published again and confirmed again: harmless).
+    max_pending_confirms: int = 1000
 
 
 @dataclass(slots=True)
@@ -184,14 +221,6 @@ class _Running:
         return "failed" if self.error else "finished" if self.finished else "running"
 
 
-@dataclass(slots=True)
-class _InFlight:
-    device: str
-    first: int
-    last: int
-    size: int
-
-
 @dataclass
 class Gateway:
     """The service; `run()` blocks until `stop` is set (or, with `exit_when_idle`, until all is delivered)."""
@@ -208,9 +237,13 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.status_topic = status_topic(self.district, self.gateway_id)
-        self._acks: deque[int] = deque()
-        self._inflight: dict[int, _InFlight] = {}
-        self._inflight_bytes = 0
+        self.confirm_topic = confirm_topic(self.district, self.gateway_id)
+        self._acks: deque[tuple[int, int]] = deque()
+        self._confirms: deque[bytes] = deque()
+        self.confirms_dropped = 0  # over `max_pending_confirms` (the network thread outran the main loop)
+        self.confirms_invalid = 0
+        self.confirms_unknown_device = 0
+        self.ledger = Ledger(self.timing.delivery)
         self._sent_upto: dict[str, int] = {}
         self._topics: dict[str, str] = {}
         self._units: dict[DeviceKind, str] = {}
@@ -222,7 +255,8 @@ class Gateway:
         self.spool.on_pressure = self._wake.set
         self._backlog = False  # some device has more committed readings than its last message took
         will = self._status_payload("offline", reason=REASON_CONNECTION_LOST, full=False)
-        self.publisher = self.make_publisher(self._on_ack, Will(self.status_topic, will))
+        subscriptions = [(self.confirm_topic, self._on_confirm)] if self.timing.delivery.delete_on == "confirm" else []
+        self.publisher = self.make_publisher(self._on_ack, Will(self.status_topic, will), subscriptions)
         self._window = self.publisher.available
 
     # -- status ---------------------------------------------------------------------------------------------
@@ -244,6 +278,11 @@ class Gateway:
                     "counters": stats.counters,
                 },
                 "published": self.counts.as_dict(),
+                "delivery": {
+                    **self.ledger.status(time.monotonic()),
+                    "confirms_dropped": self.confirms_dropped,
+                    "confirms_invalid": self.confirms_invalid,
+                },
                 "adapters": {
                     r.name: ("failed" if r.error else "finished" if r.finished else "running") for r in self._running
                 },
@@ -298,38 +337,96 @@ class Gateway:
             units = self._units[kind] = json.dumps(units_for(kind), separators=(",", ":"))
         return units
 
-    def _on_ack(self, mid: int) -> None:
+    def _on_ack(self, mid: int, code: int) -> None:
         """paho's network thread: note the PUBACK; wake the main loop if a backlog waits for room."""
-        self._acks.append(mid)
+        self._acks.append((mid, code))
         if self._backlog and self.publisher.available >= max(2, self._window // 2):
             self._wake.set()
 
+    def _on_confirm(self, payload: bytes) -> None:
+        """paho's network thread: queue a confirmation for the main loop (bounded: see `max_pending_confirms`)."""
+        if len(self._confirms) >= self.timing.max_pending_confirms:
+            self.confirms_dropped += 1
+            return
+        self._confirms.append(payload)
+        self._wake.set()
+
     def _has_room(self) -> bool:
-        return self.publisher.available > 1 and self._inflight_bytes < self.timing.max_inflight_bytes
+        return (
+            self.publisher.available > 1
+            and self.ledger.inflight_bytes < self.timing.max_inflight_bytes
+            and self.ledger.has_room()
+        )
 
     def _apply_acks(self) -> None:
+        now = time.monotonic()
+        delete = self.timing.delivery.delete_on == "puback"
         while self._acks:
-            entry = self._inflight.pop(self._acks.popleft(), None)
+            mid, code = self._acks.popleft()
+            entry = self.ledger.puback(mid, code, now)
             if entry is None:
-                continue  # a status message
-            self._inflight_bytes -= entry.size
-            self.spool.ack(entry.device, entry.first, entry.last)
+                continue  # the status message, or a message the broker did not take (published again later)
             self.counts.acked_messages += 1
-            self.counts.acked_readings += entry.last - entry.first + 1
+            self.counts.acked_readings += entry.readings
+            if delete:
+                self.spool.ack(entry.device, entry.first, entry.last)
+
+    def _apply_confirms(self) -> None:
+        now = time.monotonic()
+        while self._confirms:
+            payload = self._confirms.popleft()
+            try:
+                ranges = decode_confirm(payload)
+            except ConfirmError as exc:
+                self.confirms_invalid += 1
+                log.warning("invalid confirmation ignored", extra={"fields": {"error": str(exc)[:300]}})
+                continue
+            self.ledger.counts.confirmations += 1
+            for device, pairs in ranges.items():
+                if not self.spool.has_device(device):
+                    self.confirms_unknown_device += 1
+                    continue
+                for first, last in pairs:
+                    self.spool.ack(device, first, last)
+                    self.ledger.confirmed(device, first, last, now)
 
     def commit(self) -> None:
         self._apply_acks()
+        self._apply_confirms()
         self.spool.commit()
 
+    def _publish_run(self, device: str, rows: Sequence[SpooledReading], attempts: int) -> Sequence[SpooledReading]:
+        run = consecutive_run(rows, self.timing.max_message_bytes)
+        payload = encode_message(device, self._units_json(self.spool.kind_of(device)), run)
+        mid = self.publisher.publish(self._topic(device), payload)
+        self.ledger.sent(mid, device, run[0].seq, run[-1].seq, len(payload), attempts=attempts)
+        self.counts.messages += 1
+        self.counts.readings += len(run)
+        return run
+
+    def _republish(self, entry: Sent) -> None:
+        """Publish again what of an unconfirmed message is still spooled (eviction may have taken some)."""
+        rows = self.spool.pending(entry.device, entry.first - 1, entry.readings)
+        rows = [r for r in rows if r.seq <= entry.last]
+        while rows:
+            run = self._publish_run(entry.device, rows, entry.attempts + 1)
+            rows = rows[len(run) :]
+
     def publish_cycle(self) -> bool:
-        """At most one message per device; True if some device still has unpublished readings."""
+        """Unconfirmed messages whose wait is over, then at most one message per device; True if some device
+        still has unpublished readings (or retries are waiting for room)."""
+        backlog = False
+        while self._has_room():
+            due = self.ledger.take_due(time.monotonic(), 1)
+            if not due:
+                break
+            self._republish(due[0])
         devices = self.spool.device_ids
         if not devices:
             return False
         self.counts.cycles += 1
         start = self._rotation % len(devices)
         self._rotation += 1
-        backlog = False
         for device in devices[start:] + devices[:start]:
             upto = self.spool.committed_upto(device)
             sent = self._sent_upto.get(device)
@@ -344,15 +441,8 @@ class Gateway:
             if not rows:  # evicted before it was published
                 self._sent_upto[device] = upto
                 continue
-            run = consecutive_run(rows)
-            kind = self.spool.kind_of(device)
-            payload = encode_message(device, self._units_json(kind), run)
-            mid = self.publisher.publish(self._topic(device), payload)
-            self._inflight[mid] = _InFlight(device, run[0].seq, run[-1].seq, len(payload))
-            self._inflight_bytes += len(payload)
+            run = self._publish_run(device, rows, 1)
             self._sent_upto[device] = run[-1].seq
-            self.counts.messages += 1
-            self.counts.readings += len(run)
             backlog = backlog or run[-1].seq < upto
         return backlog
 
@@ -362,7 +452,7 @@ class Gateway:
             all(r.finished for r in self._running)
             and self.spool.buffered == 0
             and self.spool.readings == 0
-            and not self._inflight
+            and self.ledger.awaiting_puback == 0
         )
 
     def run(self, stop: threading.Event, *, exit_when_idle: bool = False) -> int:
@@ -380,7 +470,7 @@ class Gateway:
         pressure = self.spool.max_buffered // 2
         while not stop.is_set():
             now = time.monotonic()
-            if now >= next_commit or self.spool.buffered >= pressure:
+            if now >= next_commit or self.spool.buffered >= pressure or self._confirms:
                 self.commit()
                 next_commit = now + t.commit_interval_s
             if now >= next_age:
@@ -395,7 +485,8 @@ class Gateway:
                     self._seen_connections = connections  # (re)connected: said so at once
                     next_heartbeat = now + t.heartbeat_interval_s
                 self._apply_acks()
-                if now >= next_publish or (self._backlog and self._has_room()):
+                retry = self.ledger.next_due()
+                if now >= next_publish or (self._backlog and self._has_room()) or (retry is not None and now >= retry):
                     self._backlog = self.publish_cycle()
                     next_publish = now + t.publish_interval_s
                 if now >= next_heartbeat:
@@ -409,8 +500,11 @@ class Gateway:
             if self.publisher.connected and self._backlog and self._has_room():
                 continue  # catching up: the next message per device right away
             wake = min(next_commit, next_publish, next_heartbeat) if self.publisher.connected else next_commit
-            # Woken early by a half-full spool buffer, or by PUBACKs freeing the window while catching up;
-            # a stop is seen within one commit interval.
+            retry = self.ledger.next_due()
+            if retry is not None and self.publisher.connected:
+                wake = min(wake, retry)
+            # Woken early by a half-full spool buffer, by a confirmation, or by PUBACKs freeing the window while
+            # catching up; a stop is seen within one commit interval.
             self._wake.wait(max(0.001, min(wake - time.monotonic(), t.commit_interval_s)))
             self._wake.clear()
         self._shutdown(adapter_stop)
@@ -425,7 +519,12 @@ class Gateway:
                     log.warning("adapter %s did not stop within %.1f s", r.name, self.timing.drain_timeout_s)
         self.commit()
         if self.publisher.connected:
-            self.publisher.wait_acked(self.timing.drain_timeout_s)  # what is in flight: acked, then deleted
+            deadline = time.monotonic() + self.timing.drain_timeout_s
+            self.publisher.wait_acked(self.timing.drain_timeout_s)  # what is in flight: acked...
+            while self.ledger.unconfirmed_readings and time.monotonic() < deadline and self.publisher.connected:
+                self._wake.wait(0.05)  # ... and confirmed; the rest stays spooled for the next start
+                self._wake.clear()
+                self.commit()
             self.commit()
             self._publish_status("offline", reason=REASON_SHUTDOWN)
             self.publisher.wait_acked(self.timing.drain_timeout_s)
@@ -433,5 +532,13 @@ class Gateway:
         self.spool.close()
         log.info(
             "stopped",
-            extra={"fields": {**self.counts.as_dict(), "spooled": self.spool.readings, "evicted": self.spool.evicted}},
+            extra={
+                "fields": {
+                    **self.counts.as_dict(),
+                    "confirmed_readings": self.ledger.counts.confirmed_readings,
+                    "republished_readings": self.ledger.counts.republished_readings,
+                    "spooled": self.spool.readings,
+                    "evicted": self.spool.evicted,
+                }
+            },
         )

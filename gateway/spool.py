@@ -1,4 +1,4 @@
-"""The durable spool: every reading is on disk before it is published, and leaves only after the PUBACK.
+"""The durable spool: every reading is on disk before it is published, and leaves only when it is confirmed.
 
 SQLite in WAL mode, standard library only. One connection, owned by the gateway's main thread; adapters
 hand readings to `append` from their own threads and they wait in a bounded in-memory buffer until the next
@@ -268,6 +268,9 @@ class Spool:
         with self._lock:
             return list(self._devices)
 
+    def has_device(self, device_id: str) -> bool:
+        return device_id in self._devices
+
     def kind_of(self, device_id: str) -> DeviceKind:
         return self._devices[device_id].kind
 
@@ -380,7 +383,8 @@ class Spool:
         return self._devices[device_id].committed_upto
 
     def ack(self, device_id: str, first_seq: int, last_seq: int) -> None:
-        """The broker has these readings: delete them at the next commit."""
+        """These readings are delivered (confirmed by ingest, see `gateway.delivery`): delete them at the next
+        commit. Seqs no longer spooled are ignored, so a repeated confirmation is harmless."""
         self._acks.append((self._devices[device_id].idx, first_seq, last_seq))
 
     def commit(self) -> int:

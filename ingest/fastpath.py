@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import NamedTuple
 
 import orjson
 
@@ -63,6 +64,14 @@ def _finite(bound: float, default: float) -> float:
     return bound if math.isfinite(bound) else default
 
 
+class Accepted(NamedTuple):
+    """A wholly valid message: its device, one line per reading, and its first sequence number."""
+
+    device: Device
+    lines: list[str]
+    first_seq: int
+
+
 class FastPath:
     def __init__(self, registry: Registry, *, max_future_ms: int = DEFAULT_MAX_FUTURE_MS) -> None:
         self.max_future_ms = max_future_ms
@@ -86,7 +95,7 @@ class FastPath:
             )
             self._targets[readings_topic(device.district, device.gateway, device.id, device.kind)] = target
 
-    def lines(self, topic: str, payload: bytes, now_ms: int) -> tuple[Device, list[str]] | None:
+    def lines(self, topic: str, payload: bytes, now_ms: int) -> Accepted | None:
         """The message's device and one line per reading if the whole message is valid; else None."""
         target = self._targets.get(topic)
         if target is None:
@@ -129,10 +138,14 @@ class FastPath:
             # JSON text of the value objects is their line protocol but for quotes and colons: one C call per
             # message instead of a repr per value. `float_text` formats the slow path's floats alike.
             text = orjson.dumps(objects).translate(_COLON_TO_EQUALS, b'"').decode()
-            return target.device, [
-                f"{key} {f},seq={s}i{flag} {t}"
-                for f, s, t in zip(text[2:-2].split("},{"), range(first, first + n), stamps, strict=True)
-            ]
+            return Accepted(
+                target.device,
+                [
+                    f"{key} {f},seq={s}i{flag} {t}"
+                    for f, s, t in zip(text[2:-2].split("},{"), range(first, first + n), stamps, strict=True)
+                ],
+                first,
+            )
         out: list[str] = []
         append = out.append
         try:
@@ -159,7 +172,7 @@ class FastPath:
                 append(f"{key} {','.join(fields)},seq={first + i}i{flag} {ts}")
         except KeyError:
             return None
-        return target.device, out
+        return Accepted(target.device, out, first)
 
 
 def _float_columns(

@@ -85,6 +85,8 @@ class MqttConfig:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    #: Confirmations waiting in paho for the broker, at most (see `MqttSource.publish`).
+    max_queued_publishes: int = 10_000
     #: Where the filters of the last run are remembered: a persistent session keeps its subscriptions, so
     #: filters removed from the configuration must be unsubscribed explicitly (telegraf#9703).
     subscriptions_file: Path | None = None
@@ -100,6 +102,9 @@ class Message:
     qos: int
     generation: int
     received: float = 0.0  #: time.monotonic() when it was read (for the acknowledgement lag)
+    #: (district, gateway, device, first seq, last seq): what the pipeline confirms to the gateway once the
+    #: message is settled (`ingest.confirm`); set by validation, None if there is nothing to confirm
+    confirm: tuple[str, str, str, int, int] | None = None
 
 
 class Source(Protocol):
@@ -114,6 +119,8 @@ class Source(Protocol):
     def wake(self) -> None: ...
 
     def ack(self, messages: Sequence[Message]) -> int: ...
+
+    def publish(self, topic: str, payload: bytes) -> bool: ...
 
     async def stop(self) -> None: ...
 
@@ -148,6 +155,7 @@ class MqttSource:
         self.buffered_max = 0  #: high-water mark of the deque
         self.shed = 0  #: messages dropped unacknowledged while shedding (redelivered after the resync)
         self.resyncs = 0
+        self.published = 0  #: confirmations handed to paho
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -162,6 +170,10 @@ class MqttSource:
                 certfile=str(config.cert_file) if config.cert_file else None,
                 keyfile=str(config.key_file) if config.key_file else None,
             )
+        # What ingest publishes (confirmations to the gateways) is bounded too: at most this many wait in paho
+        # while the broker is away; past that `publish` refuses (the gateway publishes those readings again).
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(config.max_queued_publishes)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -441,6 +453,17 @@ class MqttSource:
             client.ack(msg.mid, msg.qos)
             sent += 1
         return sent
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1 (a confirmation); False if paho refused it (its bounded queue is full).
+
+        While the connection is down paho keeps the message and sends it after the reconnect; the session is
+        persistent, so what was in flight at a disconnect is sent again too."""
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self.published += 1
+            return True
+        return False
 
     @property
     def unacked(self) -> int:

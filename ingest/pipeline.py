@@ -7,7 +7,11 @@
                   ▲                                                      │
                   └────────────────────── ack after the write ───────────┘
 
-A message is acknowledged only when every reading in it is in InfluxDB or in quarantine.
+A message is acknowledged only when every reading in it is in InfluxDB or in quarantine, and only then is its
+sequence range confirmed to the gateway that sent it (`ingest.confirm`): the gateway keeps a reading in its
+spool until that confirmation, so the confirmation is the end of the proof chain, and it must never come
+early. A message's rejected readings are committed to the quarantine before any part of it can reach a
+writer, so neither its acknowledgement nor its confirmation can precede them.
 
 Memory is bounded twice. The MQTT Receive Maximum bounds the messages the broker hands us before we
 acknowledge them, and `max_inflight_readings` bounds the validated readings held between validation and
@@ -17,9 +21,11 @@ receive loop stops taking messages, the source's bounded buffer fills, and the b
 holds at most the cap, plus the message being admitted and `max_buffered_messages` raw payloads, however
 long the outage.
 
-Shutdown is ordered: stop taking input, flush the partial batch, let the writers drain, then disconnect. The
-drain has a deadline (`drain_timeout_s`): if InfluxDB is down at shutdown the writers are cancelled when it
-passes, and whatever was not stored stays unacknowledged in the broker's session for the next start.
+Shutdown is ordered: stop taking input, flush the partial batch, let the writers drain, send the pending
+confirmations, then disconnect. The drain has a deadline (`drain_timeout_s`): if InfluxDB is down at shutdown
+the writers are cancelled when it passes, and whatever was not stored stays unacknowledged in the broker's
+session for the next start (and unconfirmed in its gateway's spool). A cancelled task awaits nothing more, so
+a writer that crashes, or a drain deadline that passes with the queue full, ends the run instead of hanging it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
+from ingest.confirm import Confirmer, confirm_key
 from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
 from ingest.influx import InfluxConfig, Writer
@@ -68,6 +75,8 @@ class IngestSettings:
     #: After SIGTERM, how long the writers may keep retrying before the rest is left to the broker.
     drain_timeout_s: float = 10.0
     quarantine_max_rows: int = 1_000_000
+    #: A gateway's confirmation leaves this long after its first settled range (one document per burst).
+    confirm_delay_s: float = 0.25
 
 
 @dataclass(slots=True)
@@ -176,6 +185,8 @@ class Pipeline:
         self._room = asyncio.Event()
         self._batch = _Batch()
         self._deadline = 0.0
+        self.confirmer = Confirmer(self.source.publish, by=settings.mqtt.client_id, delay_s=settings.confirm_delay_s)
+        self._confirm_wake = asyncio.Event()
 
     # -- receive side -----------------------------------------------------------------------------------
     def _validate(self, msg: Message, now: int, rejected: list[QuarantineEntry]) -> _Part | None:
@@ -183,11 +194,20 @@ class Pipeline:
         stats = self.stats
         fast = self._fast.lines(msg.topic, msg.payload, now)
         if fast is not None:  # the common case: every reading valid (see ingest.fastpath)
+            n = len(fast.lines)
             stats.messages += 1
-            stats.readings_received += len(fast[1])
-            stats.readings_valid += len(fast[1])
-            return _Part(msg, fast[0].id, fast[1], _NO_REJECTIONS)
+            stats.readings_received += n
+            stats.readings_valid += n
+            msg.confirm = (
+                fast.device.district,
+                fast.device.gateway,
+                fast.device.id,
+                fast.first_seq,
+                fast.first_seq + n - 1,
+            )
+            return _Part(msg, fast.device.id, fast.lines, _NO_REJECTIONS)
         result = validate_message(msg.topic, msg.payload, self.registry, now_ms=now)
+        msg.confirm = confirm_key(msg.topic, result.seq)
         stats.messages += 1
         good = len(result.good)
         stats.readings_received += good + (result.rejected_readings if result.rejected else 0)
@@ -286,15 +306,23 @@ class Pipeline:
                 batch.parts.append(part)
                 batch.readings += n
                 if batch.readings >= self.settings.batch_readings:
+                    settle()  # this batch may hold a message's good readings: its rejections are committed first
                     await self._flush()
             return True
         finally:
             settle()
 
     def _ack(self, messages: Sequence[Message]) -> None:
-        """Acknowledge messages whose readings are all stored or quarantined."""
+        """Acknowledge messages whose readings are all stored or quarantined, and queue their confirmations.
+
+        A message delivered on an earlier connection is not acknowledged (the broker redelivers it), but it is
+        confirmed: its readings are stored, which is all the gateway needs to know."""
         self.stats.messages_acked += self.source.ack(messages)
         self.stats.last_ack_s = time.time()
+        confirmer = self.confirmer
+        for msg in messages:
+            confirmer.add(msg.confirm)
+        self._confirm_wake.set()
 
     def _release(self, readings: int) -> None:
         self.stats.inflight_readings -= readings
@@ -311,14 +339,30 @@ class Pipeline:
                 timeout = max(0.0, self._deadline - time.monotonic()) if self._batch.parts else None
                 messages = await self.source.receive(timeout)
                 if messages and not await self._take(messages, stop):
-                    return  # stopping: what was not taken stays unacknowledged and is redelivered
+                    break  # stopping: what was not taken stays unacknowledged and is redelivered
                 if self._batch.parts and time.monotonic() >= self._deadline:
                     await self._flush()
         finally:
             waker.cancel()
-            await self._flush()
-            for _ in range(self.settings.writers):
-                await self._queue.put(None)
+        # Only a normal stop gets here. A cancelled task (the drain deadline passed, or a writer crashed and the
+        # task group cancels the rest) must not await the queue: nobody drains it any more, and it would hang.
+        await self._flush()
+        for _ in range(self.settings.writers):
+            await self._queue.put(None)
+
+    async def _confirm_loop(self) -> None:
+        """Publish each gateway's confirmation once its oldest settled range has waited `confirm_delay_s`."""
+        confirmer = self.confirmer
+        while True:
+            due = confirmer.next_due()
+            if due is None:
+                self._confirm_wake.clear()
+                await self._confirm_wake.wait()
+                continue
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            confirmer.flush()
 
     # -- write side -------------------------------------------------------------------------------------
     async def _write_with_retry(self, body: bytes, readings: int) -> None:
@@ -429,8 +473,11 @@ class Pipeline:
                     workers = [tg.create_task(self._writer(), name=f"writer-{i}") for i in range(self.settings.writers)]
                     workers.append(tg.create_task(self._receive_loop(stop), name="receive"))
                     guard = tg.create_task(self._drain_guard(stop, workers), name="drain-guard")
+                    confirms = tg.create_task(self._confirm_loop(), name="confirm")
                     await asyncio.wait(workers)
                     guard.cancel()
+                    confirms.cancel()
+                self.confirmer.flush(everything=True)  # before the disconnect: what is settled is confirmed now
             finally:
                 await self.source.stop()
         finally:

@@ -79,20 +79,27 @@ def test_hash_password_round_trips_and_salts_every_hash() -> None:
 # --- ACL -----------------------------------------------------------------------------------------------
 
 
-def test_acl_grants_each_gateway_write_on_its_own_prefix_only() -> None:
+def test_acl_grants_each_gateway_its_own_topics_and_only_ingest_writes_confirmations() -> None:
     directives = [line for line in render_acl(PAIRS).splitlines() if line and not line.startswith("#")]
 
     assert directives == [
         "user _ingest",
         "topic read dp/v1/#",
         "topic read $share/+/dp/v1/#",
+        "topic write dp/v1/+/+/confirm",
         "user _probe",
         "user gw-n1",
-        "topic write dp/v1/north/gw-n1/#",
+        "topic write dp/v1/north/gw-n1/+/+",
+        "topic write dp/v1/north/gw-n1/status",
+        "topic read dp/v1/north/gw-n1/confirm",
         "user gw-n2",
-        "topic write dp/v1/north/gw-n2/#",
+        "topic write dp/v1/north/gw-n2/+/+",
+        "topic write dp/v1/north/gw-n2/status",
+        "topic read dp/v1/north/gw-n2/confirm",
         "user gw-s1",
-        "topic write dp/v1/south/gw-s1/#",
+        "topic write dp/v1/south/gw-s1/+/+",
+        "topic write dp/v1/south/gw-s1/status",
+        "topic read dp/v1/south/gw-s1/confirm",
     ]
     assert not any(line.startswith("pattern") for line in directives)
 
@@ -181,7 +188,7 @@ def test_ensure_is_idempotent_and_keeps_credentials_when_a_gateway_is_added(tmp_
     changed = {p.relative_to(root).as_posix() for p in before if before[p] != after[p]}
     assert changed == {"passwd", "acl"}
     assert sorted(read_passwd(files.passwd)) == sorted([INGEST_USER, PROBE_USER, "gw-n1", "gw-n2", "gw-s1"])
-    assert "topic write dp/v1/south/gw-s1/#" in files.acl.read_text(encoding="utf-8")
+    assert "topic write dp/v1/south/gw-s1/+/+" in files.acl.read_text(encoding="utf-8")
     creds = files.credentials("gw-s1")
     assert creds.username == "gw-s1" and len(creds.password()) == 32
     with pytest.raises(SecurityError, match="no credentials for 'gw-x'"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from devices.kinds import DeviceKind
+from devices.wire import encode_confirms
 from gateway.adapters import DeviceRef, ReadingSink, Values
 from gateway.clock import ClockState, SyncState
 from gateway.publisher import Will
@@ -22,19 +24,36 @@ class Sent:
 
 class FakePublisher:
     """Records every publish; acknowledges at once (before `publish` returns, the worst case for the
-    service's bookkeeping) unless `auto_ack` is False, in which case `ack_all()` does it."""
+    service's bookkeeping) unless `auto_ack` is False, in which case `ack_all()` does it. With `auto_confirm`,
+    each acknowledged readings message is also confirmed, as ingest would once it is stored (`confirm_all()`
+    does it otherwise); `code` is the PUBACK reason code it answers with."""
 
-    def __init__(self, on_ack: Callable[[int], None], will: Will, *, auto_ack: bool = True, window: int = 100) -> None:
+    def __init__(
+        self,
+        on_ack: Callable[[int, int], None],
+        will: Will,
+        subscriptions: Sequence[tuple[str, Callable[[bytes], None]]] = (),
+        *,
+        auto_ack: bool = True,
+        auto_confirm: bool = True,
+        window: int = 100,
+    ) -> None:
         self.on_ack = on_ack
         self.will = will
+        self.subscriptions = list(subscriptions)
         self.auto_ack = auto_ack
+        self.auto_confirm = auto_confirm
         self.window = window
+        self.code = 0
         self.sent: list[Sent] = []
         self.unacked: list[int] = []
+        self.unconfirmed: list[Sent] = []
         self.connections = 1
         self.connected = True
         self.started = self.closed = False
+        self.reasons: dict[int, int] = {}
         self._mid = 0
+        self._by_mid: dict[int, Sent] = {}
         self._lock = threading.Lock()
 
     @property
@@ -50,6 +69,7 @@ class FakePublisher:
             self._mid += 1
             mid = self._mid
             self.sent.append(Sent(topic, payload, retain, mid))
+            self._by_mid[mid] = self.sent[-1]
             self.unacked.append(mid)
         if self.auto_ack:
             self.ack_all()
@@ -59,7 +79,28 @@ class FakePublisher:
         with self._lock:
             mids, self.unacked = self.unacked, []
         for mid in mids:
-            self.on_ack(mid)
+            self.on_ack(mid, self.code)
+            sent = self._by_mid.pop(mid)
+            if self.code == 0 and not sent.topic.endswith(("/status", "/confirm")):
+                self.unconfirmed.append(sent)
+        if self.auto_confirm:
+            self.confirm_all()
+
+    def confirm_all(self) -> None:
+        """Confirm every acknowledged readings message, in one confirmation document (as ingest batches them)."""
+        with self._lock:
+            pending, self.unconfirmed = self.unconfirmed, []
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for sent in pending:
+            doc = json.loads(sent.payload)
+            ranges.setdefault(doc["device"], []).append((doc["seq"][0], doc["seq"][1]))
+        if ranges:
+            self.deliver_confirms(ranges)
+
+    def deliver_confirms(self, ranges: dict[str, list[tuple[int, int]]]) -> None:
+        for payload in encode_confirms(ranges, by="fake-ingest", ts_ms=0):
+            for _topic, callback in self.subscriptions:
+                callback(payload)
 
     def wait_acked(self, timeout: float) -> bool:
         if self.auto_ack:

@@ -126,8 +126,8 @@ def test_the_gateway_flags_exactly_the_messages_of_readings_taken_before_sync(tm
     spool = Spool(tmp_path / "spool.sqlite", now_ms=clock.now_ms, synced=lambda: clock.synced)
     publishers: list[FakePublisher] = []
 
-    def make(on_ack: Any, will: Will) -> FakePublisher:
-        publishers.append(FakePublisher(on_ack, will))
+    def make(on_ack: Any, will: Will, subscriptions: Any) -> FakePublisher:
+        publishers.append(FakePublisher(on_ack, will, subscriptions))
         return publishers[-1]
 
     timing = Timing(

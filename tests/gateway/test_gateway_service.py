@@ -63,8 +63,8 @@ class Harness:
         self.publishers: list[FakePublisher] = []
         self.spool = Spool(path, now_ms=lambda: T0)
 
-        def make(on_ack: Any, will: Will) -> FakePublisher:
-            pub = FakePublisher(on_ack, will, auto_ack=auto_ack)
+        def make(on_ack: Any, will: Will, subscriptions: Any) -> FakePublisher:
+            pub = FakePublisher(on_ack, will, subscriptions, auto_ack=auto_ack)
             self.publishers.append(pub)
             return pub
 

@@ -49,6 +49,12 @@ class FakeSource:
         self.acked: list[Message] = []
         self.stopped = False
         self._mid = 0
+        #: (topic, payload) of every confirmation the pipeline published
+        self.published: list[tuple[str, bytes]] = []
+        #: called with the messages of each ack, and with each publish, before they are recorded (to check
+        #: what is durable at that moment)
+        self.on_ack: Callable[[Sequence[Message]], None] | None = None
+        self.on_publish: Callable[[str, bytes], None] | None = None
 
     def feed(self, messages: Sequence[tuple[str, bytes]]) -> list[Message]:
         out = []
@@ -76,8 +82,16 @@ class FakeSource:
         self._ready.set()
 
     def ack(self, messages: Sequence[Message]) -> int:
+        if self.on_ack is not None:
+            self.on_ack(messages)
         self.acked.extend(m for m in messages if m.qos)
         return sum(1 for m in messages if m.qos)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        if self.on_publish is not None:
+            self.on_publish(topic, payload)
+        self.published.append((topic, payload))
+        return True
 
     async def stop(self) -> None:
         self.stopped = True

@@ -20,7 +20,7 @@ from districtpulse.config import Endpoints
 from gateway import BrokerConfig, Publisher
 from gateway.adapters import DeviceRef
 from gateway.publisher import Will
-from gateway.service import Gateway, Timing
+from gateway.service import Gateway, OnAck, Subscriptions, Timing
 from gateway.spool import Spool
 from ingest import Quarantine
 from tests.gateway.test_clock_flag_gateway import PHASES, PhasedAdapter, ScriptedTime
@@ -33,8 +33,8 @@ def run_gateway(endpoints: Endpoints, district: str, gateway_id: str, adapter: P
     spool = Spool(spool_path, now_ms=clock.now_ms, synced=lambda: clock.synced)
     broker = BrokerConfig(endpoints.mqtt_host, endpoints.mqtt_port, client_id=f"gw-{uuid.uuid4().hex[:8]}")
 
-    def make_publisher(on_ack: Callable[[int], None], will: Will) -> Publisher:
-        return Publisher(broker, on_ack=on_ack, will=will, drain_timeout=5)
+    def make_publisher(on_ack: OnAck, will: Will, subscriptions: Subscriptions) -> Publisher:
+        return Publisher(broker, on_ack=on_ack, will=will, drain_timeout=5, subscriptions=subscriptions)
 
     timing = Timing(
         commit_interval_s=0.01,
