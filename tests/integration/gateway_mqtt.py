@@ -17,6 +17,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import BATCH_ADAPTER
+from devices.topics import confirm_topic
+from devices.wire import encode_confirms
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
@@ -30,9 +32,15 @@ class Received:
 
 
 class Recorder:
-    """Subscribes (QoS 1, clean session) to a gateway's topics and keeps every message, in arrival order."""
+    """Subscribes (QoS 1, clean session) to a gateway's topics and keeps every message, in arrival order.
 
-    def __init__(self, host: str, port: int, topic_filter: str) -> None:
+    With `confirm` (the default) it also stands in for ingest's last step: it confirms every readings message
+    it received (`devices.wire`), so that the gateway may delete it from its spool. These tests are about
+    what reaches the broker; tests/integration/test_delivery*.py run the real ingest instead."""
+
+    def __init__(self, host: str, port: int, topic_filter: str, *, confirm: bool = True) -> None:
+        self.confirm = confirm
+        self.confirmed = 0
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -49,13 +57,19 @@ class Recorder:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain)))
+        levels = msg.topic.split("/")
+        if self.confirm and len(levels) == 6:
+            doc = json.loads(msg.payload)
+            for payload in encode_confirms({doc["device"]: [tuple(doc["seq"])]}, by="recorder", ts_ms=0):
+                self.client.publish(confirm_topic(levels[2], levels[3]), payload, qos=1)
+            self.confirmed += 1
 
     def snapshot(self) -> list[Received]:
         with self._lock:
             return list(self.messages)
 
     def readings(self) -> int:
-        return sum(len(json.loads(m.payload)["readings"]) for m in self.snapshot() if not m.topic.endswith("/status"))
+        return sum(len(json.loads(m.payload)["readings"]) for m in self.snapshot() if _is_readings(m.topic))
 
     def statuses(self) -> list[dict[str, Any]]:
         return [json.loads(m.payload) for m in self.snapshot() if m.topic.endswith("/status") and m.payload]
@@ -69,6 +83,10 @@ class Recorder:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def _is_readings(topic: str) -> bool:
+    return len(topic.split("/")) == 6  # not the status or confirmation of a gateway
 
 
 def clear_retained(host: str, port: int, topic: str) -> None:
@@ -97,7 +115,7 @@ def check_delivery(messages: list[Received], next_seq: dict[str, int]) -> dict[s
     copies = 0
     batches = 0
     for m in messages:
-        if m.topic.endswith("/status"):
+        if not _is_readings(m.topic):
             continue
         batch = BATCH_ADAPTER.validate_json(m.payload)
         assert m.topic.split("/")[4] == batch.device

@@ -121,7 +121,7 @@ def test_sensor_payloads_reach_the_spool_and_are_republished(
     assert runner.result == [0]
     got: list[tuple[str, dict[str, Any]]] = []
     for msg in recorder.snapshot():
-        if msg.topic.endswith("/status"):
+        if msg.topic.endswith(("/status", "/confirm")):
             continue
         batch = BATCH_ADAPTER.validate_json(msg.payload)
         assert msg.topic == f"dp/v1/{district}/{gateway_id}/{batch.device}/building_sensor"
