@@ -5,6 +5,7 @@ shared plain services of the other tests are never touched. What is shown, on th
 
 * a gateway publishes under dp/v1/<its district>/<its id>/# and nowhere else (not as another gateway, not
   under another district), and cannot subscribe to the district's readings;
+* only ingest writes confirmations, and a gateway reads only its own;
 * the ingest user receives everything, also through a `$share` subscription;
 * a wrong password, an unknown user, a missing client certificate, an untrusted broker certificate and a
   plain-text connection are all refused;
@@ -29,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.wire import encode_confirms
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.security import INGEST_USER, SecureFiles
@@ -240,6 +242,30 @@ def test_a_gateway_can_publish_its_retained_status_but_cannot_read_the_district(
         assert publisher.wait_acked(WAIT_S)
 
     nosy.sync()  # a round trip after the broker routed the status: any copy for sx-g2 would be here by now
+    assert nosy.messages.empty()
+
+
+def test_only_ingest_writes_confirmations_and_a_gateway_reads_only_its_own(
+    secure: Secure, subscribers: list[Subscriber]
+) -> None:
+    """A confirmation makes a gateway delete readings: nobody but ingest may write one, and a gateway reads
+    only its own (another's would tell it nothing, and the ACL says so)."""
+    own = Subscriber(secure, "sx-g1", "dp/v1/sxa/sx-g1/confirm")
+    nosy = Subscriber(secure, "sx-g2", "dp/v1/sxa/sx-g1/confirm")
+    subscribers += [own, nosy]
+    confirm = encode_confirms({"sx-dev1": [(0, 9)]}, by=INGEST_USER, ts_ms=1)[0]
+
+    with Publisher(secure.broker_config("sx-g1")) as gateway:  # a gateway confirming its own readings
+        gateway.publish("dp/v1/sxa/sx-g1/confirm", b'{"v":1,"confirmed":{"sx-dev1":[[0,99]]}}')
+        assert gateway.wait_acked(WAIT_S)
+        assert (gateway.rejected, dict(gateway.reasons)) == (1, {0x87: 1})  # "Not authorized"
+    with Publisher(secure.broker_config(INGEST_USER)) as ingest:
+        ingest.publish("dp/v1/sxa/sx-g1/confirm", confirm)
+        assert ingest.wait_acked(WAIT_S)
+        assert ingest.rejected == 0
+
+    assert own.take_until(confirm) == [("dp/v1/sxa/sx-g1/confirm", confirm)]
+    nosy.sync()
     assert nosy.messages.empty()
 
 
