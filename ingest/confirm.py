@@ -69,6 +69,7 @@ class Confirmer:
         max_ranges: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        stats: ConfirmStats | None = None,
     ) -> None:
         self._publish = publish
         self.by = by
@@ -78,7 +79,7 @@ class Confirmer:
         self._wall_ms = wall_ms
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._count = 0
-        self.stats = ConfirmStats()
+        self.stats = stats if stats is not None else ConfirmStats()
 
     def add(self, key: Key | None) -> None:
         if key is None:

@@ -53,6 +53,18 @@ class _StatsCollector(Collector):
             ("messages_acked", "messages acknowledged to the broker", s.messages_acked),
             ("write_requests", "write requests sent to InfluxDB", s.write_requests),
             ("write_retries", "write requests that failed and were retried", s.write_retries),
+            ("confirmed_messages", "settled messages whose range was confirmed to its gateway", s.confirmations.ranges),
+            (
+                "unconfirmable_messages",
+                "settled messages with no gateway, device or seq range to confirm",
+                s.confirmations.unconfirmable,
+            ),
+            ("confirmations_sent", "confirmation documents published to gateways", s.confirmations.documents),
+            (
+                "confirmations_dropped",
+                "confirmation documents the MQTT client refused (its queue full)",
+                s.confirmations.dropped,
+            ),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)

@@ -40,7 +40,7 @@ from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
-from ingest.confirm import Confirmer, confirm_key
+from ingest.confirm import Confirmer, ConfirmStats, confirm_key
 from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
 from ingest.influx import InfluxConfig, Writer
@@ -97,6 +97,7 @@ class IngestStats:
     inflight_readings: int = 0
     inflight_readings_max: int = 0
     abandoned_readings: int = 0
+    confirmations: ConfirmStats = field(default_factory=ConfirmStats)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -113,6 +114,10 @@ class IngestStats:
             "inflight_readings": self.inflight_readings,
             "inflight_readings_max": self.inflight_readings_max,
             "abandoned_readings": self.abandoned_readings,
+            "confirmed_messages": self.confirmations.ranges,
+            "unconfirmable_messages": self.confirmations.unconfirmable,
+            "confirmations_sent": self.confirmations.documents,
+            "confirmations_dropped": self.confirmations.dropped,
         }
 
 

@@ -104,6 +104,7 @@ class IngestConfig(BaseSettings):
     retry_max_s: float = Field(default=30.0, gt=0)
     max_inflight_readings: int = Field(default=100_000, ge=1)
     drain_timeout_s: float = Field(default=10.0, ge=0)
+    confirm_delay_s: float = Field(default=0.25, ge=0, le=10)
 
     @classmethod
     def settings_customise_sources(
@@ -170,6 +171,7 @@ class IngestConfig(BaseSettings):
             retry_max_s=self.retry_max_s,
             max_inflight_readings=self.max_inflight_readings,
             drain_timeout_s=self.drain_timeout_s,
+            confirm_delay_s=self.confirm_delay_s,
             quarantine_max_rows=self.quarantine_max_rows,
         )
 
