@@ -8,7 +8,8 @@ RSS from getrusage), so the figures are the gateway process's and nothing else's
    is unreachable; `spool_readings_per_s` = readings committed (group commit, synchronous=FULL) per second.
    Baseline in the same run: one commit per reading (what a spool without group commit does).
 2. drain: the broker is reachable and the spool of phase 1 drains; `publish_readings_per_s` = readings
-   acknowledged by Mosquitto (PUBACK) and deleted per second. Baseline in the same run: the skeleton's
+   acknowledged by Mosquitto (PUBACK) per second, each deleted once a stand-in for ingest (`StandIn`, in the
+   parent process) has confirmed it. Baseline in the same run: the skeleton's
    publisher sending the same number of readings from memory (no spool), in messages of the same size.
 3. steady: 500 devices at `--steady-rate` readings/s each for `--steady-s` seconds, published every second;
    `cpu_s_per_1000_readings` is the gateway's CPU time (user + system) over the readings it delivered.
@@ -196,6 +197,42 @@ def direct_publish_rate(port: int, devices: int, batch: int) -> float:
         return devices * batch / (time.perf_counter() - t0)
 
 
+class StandIn:
+    """Stands in for ingest's last step: confirms every readings message of the district as it arrives (at
+    QoS 1, on the gateway's confirmation topic), so that the gateway deletes it. It runs in this process, not
+    the gateway's, so the gateway's figures stay its own; there is no subscriber without it, and a gateway
+    keeps what the broker answers "no matching subscribers" for."""
+
+    def __init__(self, port: int, district: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from devices.topics import confirm_topic
+        from devices.wire import encode_confirms
+
+        def on_message(client: Any, _u: Any, msg: Any) -> None:
+            levels = msg.topic.split("/")
+            doc = json.loads(msg.payload)
+            for payload in encode_confirms({doc["device"]: [tuple(doc["seq"])]}, by="bench", ts_ms=0):
+                client.publish(confirm_topic(levels[2], levels[3]), payload, qos=1)
+
+        subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-confirm-{district}"
+        )
+        self.client.on_message = on_message
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(f"dp/v1/{district}/+/+/+", qos=1)
+        if not subscribed.wait(10):
+            raise SystemExit("the confirming stand-in could not subscribe")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def clear_status(port: int, district: str, gateway: str) -> None:
     """Remove the gateway's retained status (a real gateway leaves its last one; a benchmark must not)."""
     from devices.topics import status_topic
@@ -262,6 +299,7 @@ def main() -> None:
             return path
 
         total = n * args.ticks
+        confirmer = StandIn(endpoints.mqtt_port, district)  # ingest's last step, so the spool may drain
         spool = run_child("spool", config("spool", _closed_port(), "simulated", sim, 1.0), total)
         print(f"spool: {spool}")
         drain_config = config("drain", endpoints.mqtt_port, "replay", 'file = "empty.jsonl"', 0.2)
@@ -279,6 +317,7 @@ def main() -> None:
         baseline_spool = per_reading_commit_rate(folder, args.baseline_readings)
         baseline_publish = direct_publish_rate(endpoints.mqtt_port, n, min(args.ticks, 500))
         clear_status(endpoints.mqtt_port, district, f"{district}-gw")
+        confirmer.close()
 
     spool_rate = spool["committed"] / spool["elapsed_s"]
     publish_rate = drain["acked_readings"] / drain["elapsed_s"]
