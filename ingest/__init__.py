@@ -1,7 +1,15 @@
 """Ingest: an async MQTT consumer that validates readings, quarantines bad ones and stores good ones in
 InfluxDB, acknowledging each message to the broker only after it is stored."""
 
-from ingest.errors import BadInput, SinkError, SinkRejected, SinkUnavailable, TelemetryError
+from ingest.errors import (
+    BadInput,
+    QuarantineUnusable,
+    SinkError,
+    SinkRefused,
+    SinkRejected,
+    SinkUnavailable,
+    TelemetryError,
+)
 from ingest.influx import InfluxConfig, InfluxV1
 from ingest.mqtt import MqttConfig, MqttSource
 from ingest.pipeline import IngestSettings, IngestStats, Pipeline, serve
@@ -17,7 +25,9 @@ __all__ = [
     "MqttSource",
     "Pipeline",
     "Quarantine",
+    "QuarantineUnusable",
     "SinkError",
+    "SinkRefused",
     "SinkRejected",
     "SinkUnavailable",
     "TelemetryError",

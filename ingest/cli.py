@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from devices import Registry, RegistryError
+from ingest.errors import QuarantineUnusable
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.pipeline import IngestStats, Pipeline
 from ingest.settings import IngestConfig
@@ -104,7 +105,7 @@ async def _main(config: IngestConfig, registry: Registry, ready_file: Path | Non
     metrics = IngestMetrics(stats)
     writer = await open_writer(settings.influx)
     pipeline = Pipeline(settings, registry, stats=stats, observer=metrics, writer=writer)
-    metrics.attach(pipeline.source)
+    metrics.attach(pipeline.source, pipeline.quarantine)
     server = None
     ready: dict[str, object] = {"ready": True}
     if config.metrics.enabled:
@@ -154,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "devices": len(registry), "config": config.summary()}))
         return 0
     _tune_gc()
-    return asyncio.run(_main(config, registry, args.ready_file))
+    try:
+        return asyncio.run(_main(config, registry, args.ready_file))
+    except QuarantineUnusable as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
 
 
 def _tune_gc() -> None:

@@ -6,8 +6,9 @@ thread hop negligible. The client's own batching and retries are off (SYNCHRONOU
 pipeline batches, retries with backoff and honours Retry-After itself, in one place for both versions.
 
 This module is the boundary where influxdb-client and urllib3 errors become `SinkUnavailable` (5xx, 429,
-connection errors: retry) or `SinkRejected` (other 4xx: bad points, e.g. a field type conflict, which 2.x
-reports as 422 for the whole request).
+connection errors: retry), `SinkRefused` (401 a revoked or wrong token, 403 a token without write permission,
+404 a deleted bucket or org: an outage, retried) or `SinkRejected` (other 4xx: bad points, e.g. a field type
+conflict, which 2.x reports as 422 for the whole request).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from ingest.errors import SinkRejected, SinkUnavailable
-from ingest.influx import InfluxConfig
+from ingest.errors import REFUSAL_REASONS, SinkRefused, SinkRejected, SinkUnavailable
+from ingest.influx import InfluxConfig, error_text
 from ingest.retry import parse_retry_after
 
 _MS = cast(WritePrecision, WritePrecision.MS)  # the class holds plain str constants; the API is annotated
@@ -66,6 +67,9 @@ class InfluxV2:
         except ApiException as exc:
             status = int(exc.status or 0)
             text = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or exc.reason)
+            refused = self._refusal(status, text)
+            if refused is not None:
+                raise refused from exc
             if status >= 500 or status == 429 or status == 0:
                 raise SinkUnavailable(
                     f"InfluxDB write answered {status}: {text[:300]}", retry_after=_retry_after(exc)
@@ -74,6 +78,20 @@ class InfluxV2:
             raise SinkRejected(message, status=status, body=text) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkUnavailable(f"InfluxDB at {self.config.url} unreachable: {exc!r}") from exc
+
+    def _refusal(self, status: int, text: str) -> SinkRefused | None:
+        reason = REFUSAL_REASONS.get(status)
+        if reason is None:
+            return None
+        error = error_text(text)[:300]
+        target = f"bucket {self.bucket!r} of org {self.org!r}"
+        if status == 401:
+            message = f"InfluxDB refused the API token (401): {error}"
+        elif status == 403:
+            message = f"InfluxDB forbids writing to {target} with this token (403): {error}"
+        else:
+            message = f"InfluxDB {target} not found (404): {error}"
+        return SinkRefused(message, status=status, reason=reason, body=text)
 
     async def write(self, body: bytes) -> None:
         await asyncio.to_thread(self._write, body)

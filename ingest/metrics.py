@@ -18,6 +18,14 @@ once per write request or per acknowledged batch, never per reading:
     dp_ingest_batch_readings                     histogram of readings per write request
     dp_ingest_ack_lag_seconds                    histogram: oldest message of a batch, receipt to PUBACK
     dp_ingest_mqtt_buffered_max / _shed_total / _resyncs_total   the source's own bounds (MqttSource)
+    dp_ingest_sink_down{reason}                  1 while InfluxDB refuses every write: unauthorized (401),
+                                                 forbidden (403), not_found (404: database, bucket, retention
+                                                 policy); 0 for the other reasons. Alert when any is 1.
+    dp_ingest_sink_down_since_timestamp_seconds  Unix time the current refusal started (0: none)
+    dp_ingest_sink_refused_total{status}         requests refused so (writes, CREATE DATABASE), by HTTP status
+    dp_ingest_quarantine_rows / _bytes / _payloads   what the quarantine holds, as of its last change by ingest
+    dp_ingest_quarantine_max_rows / _max_bytes   its limits
+    dp_ingest_quarantine_evicted_rows_total / _evicted_bytes_total   oldest rows evicted at the limits
 
 Each pipeline has its own registry, so tests can run several in one process.
 """
@@ -32,8 +40,10 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ingest.errors import REFUSAL_REASONS
 from ingest.mqtt import MqttSource, Source
 from ingest.pipeline import IngestStats, Observer
+from ingest.quarantine import Quarantine
 
 PREFIX = "dp_ingest"
 
@@ -42,6 +52,7 @@ class _StatsCollector(Collector):
     def __init__(self, stats: IngestStats, source: Source | None) -> None:
         self.stats = stats
         self.source = source
+        self.quarantine: Quarantine | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         s = self.stats
@@ -83,6 +94,9 @@ class _StatsCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_inflight_readings_max", "high-water mark of in-flight readings", value=s.inflight_readings_max
         )
+        yield from self._sink()
+        if self.quarantine is not None:
+            yield from self._quarantine(self.quarantine)
         if isinstance(self.source, MqttSource):
             src = self.source
             yield GaugeMetricFamily(
@@ -95,6 +109,44 @@ class _StatsCollector(Collector):
             yield CounterMetricFamily(
                 f"{PREFIX}_mqtt_connections", "successful connections to the broker", value=src.connections
             )
+
+    def _sink(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        sink = self.stats.sink
+        down = GaugeMetricFamily(
+            f"{PREFIX}_sink_down", "1 while InfluxDB refuses every write, by reason", labels=["reason"]
+        )
+        for reason in sorted(set(REFUSAL_REASONS.values())):
+            down.add_metric([reason], 1.0 if sink.down_reason == reason else 0.0)
+        yield down
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sink_down_since_timestamp_seconds",
+            "Unix time InfluxDB started refusing every write (0: it accepts them)",
+            value=sink.down_since,
+        )
+        refused = CounterMetricFamily(
+            f"{PREFIX}_sink_refused", "requests InfluxDB refused whatever the points, by status", labels=["status"]
+        )
+        for status, value in sorted(sink.refused_by_status.items()):
+            refused.add_metric([str(status)], value)
+        yield refused
+
+    def _quarantine(self, q: Quarantine) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        usage = q.usage  # one object, replaced whole after each transaction: a consistent triple
+        yield GaugeMetricFamily(f"{PREFIX}_quarantine_rows", "rows in the quarantine", value=usage.rows)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_quarantine_bytes", "bytes of the quarantine's rows and payloads", value=usage.bytes
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_quarantine_payloads", "distinct payloads in the quarantine", value=usage.payloads
+        )
+        yield GaugeMetricFamily(f"{PREFIX}_quarantine_max_rows", "the quarantine's row limit", value=q.max_rows)
+        yield GaugeMetricFamily(f"{PREFIX}_quarantine_max_bytes", "the quarantine's byte limit", value=q.max_bytes)
+        yield CounterMetricFamily(
+            f"{PREFIX}_quarantine_evicted_rows", "oldest rows evicted at the limits", value=q.evicted_rows
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_quarantine_evicted_bytes", "bytes freed by evictions", value=q.evicted_bytes
+        )
 
 
 class IngestMetrics(Observer):
@@ -123,9 +175,10 @@ class IngestMetrics(Observer):
             registry=self.registry,
         )
 
-    def attach(self, source: Source) -> None:
-        """Also export the source's bounds (the pipeline creates its source after the observer)."""
+    def attach(self, source: Source, quarantine: Quarantine | None = None) -> None:
+        """Also export the source's bounds and the quarantine's (the pipeline creates both after the observer)."""
         self._collector.source = source
+        self._collector.quarantine = quarantine
 
     def batch_written(self, readings: int, seconds: float) -> None:
         self.write_seconds.observe(seconds)

@@ -41,13 +41,14 @@ from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
 from ingest.confirm import Confirmer, ConfirmStats, confirm_key
-from ingest.errors import SinkRejected, SinkUnavailable
+from ingest.errors import SinkRefused, SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
 from ingest.influx import InfluxConfig, Writer
 from ingest.lineprotocol import encode_readings, series_key
 from ingest.mqtt import Message, MqttConfig, MqttSource, Source
 from ingest.quarantine import Quarantine, QuarantineEntry, now_ms
 from ingest.retry import Backoff
+from ingest.sinkstate import SinkState
 from ingest.writers import writer_for
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class IngestSettings:
     quarantine_max_rows: int = 1_000_000
     #: A gateway's confirmation leaves this long after its first settled range (one document per burst).
     confirm_delay_s: float = 0.25
+    quarantine_max_bytes: int = 1 << 30
 
 
 @dataclass(slots=True)
@@ -98,6 +100,8 @@ class IngestStats:
     inflight_readings_max: int = 0
     abandoned_readings: int = 0
     confirmations: ConfirmStats = field(default_factory=ConfirmStats)
+    #: InfluxDB refusing every write (401/403/404): shared by the writers, exported as dp_ingest_sink_down
+    sink: SinkState = field(default_factory=SinkState)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -118,6 +122,7 @@ class IngestStats:
             "unconfirmable_messages": self.confirmations.unconfirmable,
             "confirmations_sent": self.confirmations.documents,
             "confirmations_dropped": self.confirmations.dropped,
+            "sink_down": self.sink.down_reason,
         }
 
 
@@ -179,7 +184,9 @@ class Pipeline:
         self.stats = stats if stats is not None else IngestStats()
         self.observer = observer if observer is not None else Observer()
         self.source: Source = source if source is not None else MqttSource(settings.mqtt)
-        self.quarantine = Quarantine(settings.quarantine, max_rows=settings.quarantine_max_rows)
+        self.quarantine = Quarantine(
+            settings.quarantine, max_rows=settings.quarantine_max_rows, max_bytes=settings.quarantine_max_bytes
+        )
         self.writer: Writer = writer if writer is not None else writer_for(settings.influx)
         self.backoff = Backoff(base_s=settings.retry_base_s, max_s=settings.retry_max_s)
         #: how the writers wait between retries (a test records the delays instead of waiting)
@@ -382,9 +389,13 @@ class Pipeline:
                 attempt += 1
                 self.stats.write_retries += 1
                 delay = self.backoff.delay(attempt, retry_after=exc.retry_after)
-                log.warning("write failed (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
+                if isinstance(exc, SinkRefused):
+                    self.stats.sink.refused(exc)  # logged once per outage, not per attempt
+                else:
+                    log.warning("write failed (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
                 await self.sleep(delay)
                 continue
+            self.stats.sink.accepted()
             self.observer.batch_written(readings, time.monotonic() - started)
             return
 
@@ -460,11 +471,15 @@ class Pipeline:
         while not stop.is_set():
             try:
                 await self.writer.prepare()
+                self.stats.sink.accepted()
                 return True
             except SinkUnavailable as exc:
                 attempt += 1
                 delay = self.backoff.delay(attempt, retry_after=exc.retry_after)
-                log.warning("InfluxDB not ready (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
+                if isinstance(exc, SinkRefused):
+                    self.stats.sink.refused(exc)
+                else:
+                    log.warning("InfluxDB not ready (attempt %d), retrying in %.2f s: %s", attempt, delay, exc)
                 await _wait_either(asyncio.sleep(delay), stop)
         return False
 

@@ -94,6 +94,8 @@ class IngestConfig(BaseSettings):
     registry: Path = Field(default_factory=demo_registry_path)
     quarantine: Path = Field(default_factory=lambda: _env().state_dir / "ingest" / "quarantine.sqlite")
     quarantine_max_rows: int = Field(default=1_000_000, ge=1)
+    #: rows and payloads, in bytes (a payload once however many of its readings are quarantined)
+    quarantine_max_bytes: int = Field(default=1 << 30, ge=1)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     influx: InfluxSection = Field(default_factory=InfluxSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
@@ -173,6 +175,7 @@ class IngestConfig(BaseSettings):
             drain_timeout_s=self.drain_timeout_s,
             confirm_delay_s=self.confirm_delay_s,
             quarantine_max_rows=self.quarantine_max_rows,
+            quarantine_max_bytes=self.quarantine_max_bytes,
         )
 
     def summary(self) -> dict[str, object]:

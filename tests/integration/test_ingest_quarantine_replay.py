@@ -99,6 +99,8 @@ async def test_replay_after_a_registry_fix_stores_the_quarantined_readings(
             "rows_still_rejected": 0,
             "rows_truncated": 0,
             "rows_write_refused": 0,
+            "write_requests": 1,  # 30 lines: one request (batch_readings 5,000), not one per message
+            "aborted": None,
         }
         series = influx_query(endpoints, database, f'SELECT "seq" FROM "electricity" WHERE device = \'{district}-em2\'')
         assert sorted(row[1] for s in series for row in s["values"]) == list(range(30))
