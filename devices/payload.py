@@ -17,6 +17,18 @@ ingest): a redelivered reading then lands on the same InfluxDB point and overwri
 duplicate. Reading `i` carries sequence number `seq[0] + i`, so ingest can see gaps per device.
 Values are numbers, or strings for enumerations and identifiers (EV connector status, session id).
 
+Bounds, each a stable reason code of `devices.validation.Reason`:
+- Sequence numbers are signed 64-bit integers, `0 <= seq[0] <= seq[1] <= MAX_SEQ` (2^63 - 1), with
+  `seq[1] == seq[0] + len(readings) - 1`: SQLite, InfluxDB (the integer field `seq=...i`) and the gateway's
+  spool cannot hold a larger one, so a batch beyond it is `invalid_schema` as a whole, never a refused write.
+- At most `MAX_READINGS_PER_BATCH` readings, and at most `MAX_MESSAGE_BYTES` (2 MiB) of payload: ingest refuses
+  a larger message as `too_large` before it parses anything, and keeps only the start of it in quarantine.
+- The readings of one batch have distinct `ts`. InfluxDB identifies a point by measurement, tags (the device)
+  and timestamp, so a second reading at the same `ts` would overwrite the first: both counted as stored, one
+  kept. The first reading at a `ts` is judged as usual; each later one that would have been stored is
+  rejected as `duplicate_timestamp`, its detail naming the index of that first one. The same `ts` in two
+  messages is not checked: that is a redelivery (the same reading again), which InfluxDB makes harmless.
+
 `clock` (added to v1 compatibly: a batch without it means what it always meant) says that every reading of the
 batch was stamped while the gateway's clock was not known to be synchronised (a Raspberry Pi has no real-time
 clock: after a boot it runs on a saved or 1970 time until NTP syncs). Its only value is `"unsynced"`; a
@@ -42,20 +54,35 @@ from pydantic import (
     model_validator,
 )
 
-from devices.wire import CLOCK_UNSYNCED, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, encode_batch
+from devices.wire import CLOCK_UNSYNCED, MAX_READINGS_PER_BATCH, MAX_SEQ, SCHEMA_VERSION, encode_batch
 
 __all__ = [
     "BATCH_ADAPTER",
     "CLOCK_UNSYNCED",
     "MAX_READINGS_PER_BATCH",
+    "MAX_SEQ",
     "SCHEMA_VERSION",
     "Batch",
     "Envelope",
     "Reading",
     "encode_batch",
+    "seq_problem",
 ]
 
 Value = StrictFloat | StrictStr
+#: A sequence number: what SQLite, InfluxDB's integer fields and the JSON Schemas can hold.
+Seq = Annotated[StrictInt, Field(ge=0, le=MAX_SEQ)]
+
+
+def seq_problem(first: int, last: int, readings: int) -> str | None:
+    """What is wrong with a batch's `seq` range for this many readings, or None: the one rule `Batch` and the
+    reading-by-reading salvage in `devices.validation` both apply."""
+    if not 0 <= first <= MAX_SEQ or not 0 <= last <= MAX_SEQ or last - first + 1 != readings:
+        return (
+            f"seq [{first}, {last}] must lie in [0, {MAX_SEQ}] and cover exactly the {readings} readings"
+            f" (seq[1] == seq[0] + {readings} - 1)"
+        )
+    return None
 
 
 class Reading(BaseModel):
@@ -93,18 +120,16 @@ class Batch(BaseModel):
 
     schema_version: Annotated[Literal[1], Field(alias="v")]
     device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    seq: tuple[StrictInt, StrictInt]
+    seq: tuple[Seq, Seq]
     clock: ClockFlag = None
     units: dict[str, StrictStr] = Field(default_factory=dict)
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
 
     @model_validator(mode="after")
     def _seq_matches_readings(self) -> Batch:
-        first, last = self.seq
-        if first < 0 or last - first + 1 != len(self.readings):
-            raise ValueError(
-                f"seq [{first}, {last}] must be non-negative and cover exactly the {len(self.readings)} readings"
-            )
+        problem = seq_problem(*self.seq, len(self.readings))
+        if problem is not None:
+            raise ValueError(problem)
         if self.clock == CLOCK_UNSYNCED:
             self.readings[:] = [r.flagged_unsynced() for r in self.readings]
         return self
@@ -125,6 +150,8 @@ class Envelope(BaseModel):
 
     schema_version: Annotated[Literal[1], Field(alias="v")]
     device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    #: unbounded here: `seq_problem` judges it once the readings are counted, so that a range error
+    #: quarantines the batch with the number of readings it holds
     seq: tuple[StrictInt, StrictInt]
     clock: ClockFlag = None
     units: dict[str, StrictStr] = Field(default_factory=dict)

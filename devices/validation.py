@@ -5,6 +5,11 @@ reading (or per message) that did not, each with a reason code from `Reason` and
 One bad reading never costs the rest of its batch: a batch that fails schema validation as a whole is
 re-validated reading by reading, and only the offending readings are rejected.
 
+Two bounds come before anything is parsed or stored. A payload larger than `MAX_MESSAGE_BYTES` is rejected
+whole as `too_large` without being parsed, and `kept_payload` says what of it the quarantine keeps (its first
+`TOO_LARGE_KEPT_BYTES`). A reading whose `ts` an earlier stored reading of the same message already has is
+rejected as `duplicate_timestamp` (InfluxDB would keep one point of the two; see `devices.payload`).
+
 A batch's `"clock": "unsynced"` flag is not a reason to reject: every good reading of such a batch (salvaged
 ones too) reports `Reading.clock_unsynced`, and its time is checked like any other, so a reading stamped at a
 pre-boot time (1970) is rejected as `before_commissioning` and never stored.
@@ -12,6 +17,7 @@ pre-boot time (1970) is rejected as `before_commissioning` and never stored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,12 +27,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from devices.kinds import KINDS, MetricSpec
-from devices.payload import BATCH_ADAPTER, Batch, Envelope, Reading
+from devices.payload import BATCH_ADAPTER, Batch, Envelope, Reading, seq_problem
 from devices.registry import Device, Registry
 from devices.topics import TopicError, parse_readings_topic
+from devices.wire import MAX_MESSAGE_BYTES
 
 #: Readings stamped further ahead than this are rejected (gateway clock wrong); generous for clock drift.
 DEFAULT_MAX_FUTURE_MS = 5 * 60 * 1000
+#: Of a `too_large` payload the quarantine keeps this much: enough to see what sent it and what it holds.
+TOO_LARGE_KEPT_BYTES = 8192
 
 
 class Reason(StrEnum):
@@ -48,6 +57,8 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     FUTURE_TIMESTAMP = "future_timestamp"
     BEFORE_COMMISSIONING = "before_commissioning"
+    TOO_LARGE = "too_large"
+    DUPLICATE_TIMESTAMP = "duplicate_timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +132,9 @@ def _parse(
         if any(e["loc"][:1] == ("v",) and e["type"] == "literal_error" for e in exc.errors(include_url=False)):
             raise _Reject(Reason.UNSUPPORTED_SCHEMA_VERSION, _summary(exc), errors=_errors(exc)) from None
         raise _Reject(Reason.INVALID_SCHEMA, _summary(exc), errors=_errors(exc)) from None
-    first, last = envelope.seq
-    if first < 0 or last - first + 1 != len(envelope.readings):
-        raise _Reject(
-            Reason.INVALID_SCHEMA,
-            f"seq [{first}, {last}] must be non-negative and cover exactly the {len(envelope.readings)} readings",
-            readings=len(envelope.readings),
-        )
+    problem = seq_problem(*envelope.seq, len(envelope.readings))
+    if problem is not None:
+        raise _Reject(Reason.INVALID_SCHEMA, problem, readings=len(envelope.readings))
     rejected: list[Rejection] = []
     good: list[tuple[int, Reading]] = []
     for i, raw in enumerate(envelope.readings):
@@ -172,6 +179,23 @@ def _check_value(spec: MetricSpec | None, name: str, value: float | str) -> tupl
     return None
 
 
+def kept_payload(payload: bytes) -> bytes:
+    """What of a rejected message's payload the quarantine keeps: all of it, but of one larger than
+    `MAX_MESSAGE_BYTES` (`too_large`) only its first `TOO_LARGE_KEPT_BYTES`: a quarantine row must not cost
+    what the message was refused for."""
+    return payload if len(payload) <= MAX_MESSAGE_BYTES else payload[:TOO_LARGE_KEPT_BYTES]
+
+
+def _too_large(device: Device | None, payload: bytes) -> ValidatedMessage:
+    size, digest = len(payload), hashlib.sha256(payload).hexdigest()
+    detail = (
+        f"payload of {size} bytes, more than the {MAX_MESSAGE_BYTES} a message may have: not parsed; the"
+        f" quarantine keeps its first {TOO_LARGE_KEPT_BYTES} bytes (sha256 of the whole: {digest[:16]})"
+    )
+    error = {"type": "too_large", "bytes": size, "limit": MAX_MESSAGE_BYTES, "kept": TOO_LARGE_KEPT_BYTES}
+    return _message_rejection(device, Reason.TOO_LARGE, detail, errors=(error | {"sha256": digest},))
+
+
 def validate_message(
     topic: str,
     payload: bytes,
@@ -180,12 +204,14 @@ def validate_message(
     now_ms: int,
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
 ) -> ValidatedMessage:
-    """Validate one MQTT message: topic, schema, device, units, then every reading."""
+    """Validate one MQTT message: topic, size, schema, device, units, then every reading."""
     try:
         parts = parse_readings_topic(topic)
     except TopicError as exc:
         return _message_rejection(None, Reason.BAD_TOPIC, str(exc))
     device = registry.devices.get(parts.device)
+    if len(payload) > MAX_MESSAGE_BYTES:  # before any parsing: the bound is what keeps a message cheap
+        return _too_large(device, payload)
     try:
         batch, rejected, salvaged, envelope = _parse(payload)
     except _Reject as rej:
@@ -242,6 +268,7 @@ def validate_message(
     if batch is None and envelope is not None and envelope.clock is not None:  # salvaged: not flagged by Batch
         salvaged = [(i, reading.flagged_unsynced()) for i, reading in salvaged]
     indexed = enumerate(batch.readings) if batch is not None else salvaged
+    stored_at: dict[int, int] = {}  #: ts -> index of the reading stored with it
     for i, reading in indexed:
         problem: tuple[Reason, str] | None = None
         for name, value in reading.values.items():
@@ -261,6 +288,12 @@ def validate_message(
                 problem = (
                     Reason.BEFORE_COMMISSIONING,
                     f"ts {reading.ts} is before the device was commissioned",
+                )
+            elif (first := stored_at.setdefault(reading.ts, i)) != i:
+                problem = (
+                    Reason.DUPLICATE_TIMESTAMP,
+                    f"ts {reading.ts} is the ts of readings[{first}], which is stored: InfluxDB keeps one point"
+                    " per device and timestamp",
                 )
         if problem is None:
             out.good.append(reading)

@@ -11,6 +11,22 @@ import json
 SCHEMA_VERSION = 1
 #: A gateway sends one message per device per publish interval; this bounds the memory one message can take.
 MAX_READINGS_PER_BATCH = 10_000
+#: The largest payload of one readings message, in bytes; a gateway must split a batch that would be larger
+#: (on bytes as well as on `MAX_READINGS_PER_BATCH`), and ingest quarantines a larger message as `too_large`
+#: without parsing it. 2 MiB holds a whole `MAX_READINGS_PER_BATCH` batch of every device kind as gateways
+#: write them (measured with `encode_batch`, 10,000 readings, 13-digit timestamps, `"clock":"unsynced"`):
+#: ev_charger 1.43 MiB with 20-character session ids (the widest kind: four metrics, two of them strings),
+#: electricity_meter 1.13 MiB, and every float-only kind even with the longest float text in every value
+#: (`-1.2345678901234567e-300`: at most 1.73 MiB). Only strings near their 64-character cap in nearly every
+#: reading go over (ev_charger with 64-character ASCII session ids: 2.10 MiB; JSON-escaped non-ASCII: up to
+#: 8.8 MiB), which no bound short of 9 MiB would hold: a gateway splits those. Twice the bound would
+#: double what one consumer may buffer (`max_buffered_messages` raw messages) for no realistic batch.
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+#: The largest MQTT packet the broker accepts (Mosquitto `max_packet_size`, see
+#: districtpulse/service_templates/mosquitto.conf.in): a message of `MAX_MESSAGE_BYTES` plus its fixed header,
+#: topic (at most 65,535 bytes), packet id and properties. A larger packet makes the broker disconnect its
+#: publisher (ingest/README.md, "Oversized messages").
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 
 
 #: The value of the batch-level `clock` field for readings stamped by a clock that was not synchronised.

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from devices.wire import MAX_PACKET_BYTES
 from districtpulse import security
 from districtpulse.config import Endpoints
 
@@ -244,6 +245,7 @@ def render_mosquitto_conf(endpoints: Endpoints, secure: SecureBroker | None = No
         # Trailing slash as in the Debian config; 2.0 adds its own "/" (harmless: data//mosquitto.db).
         persistence_location=_config_path(service.data_dirs[0]) + "/",
         log_file=_config_path(service.log_file),
+        max_packet_size=MAX_PACKET_BYTES,
     )
 
 

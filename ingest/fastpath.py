@@ -11,6 +11,8 @@ The contract, tested with hypothesis against `validate_message` (tests/ingest/te
 fast path returns lines, `validate_message` accepts every reading of the message and `encode_readings` makes
 exactly the same lines. It never accepts more: a declined valid message only costs the slow path.
 That includes the batch-level `"clock": "unsynced"` flag: both paths add `clock_unsynced=true` to every line.
+It declines, before parsing, a payload over `MAX_MESSAGE_BYTES`, and after parsing any message whose `seq` lies
+beyond `MAX_SEQ` or whose readings share a `ts` (one set over the timestamps: the slow path says which).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import orjson
 
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
 from devices.validation import DEFAULT_MAX_FUTURE_MS
-from devices.wire import CLOCK_UNSYNCED
+from devices.wire import CLOCK_UNSYNCED, MAX_MESSAGE_BYTES, MAX_SEQ
 from ingest.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key
 
 _REQUIRED = frozenset({"v", "device", "seq", "readings"})
@@ -98,7 +100,7 @@ class FastPath:
     def lines(self, topic: str, payload: bytes, now_ms: int) -> Accepted | None:
         """The message's device and one line per reading if the whole message is valid; else None."""
         target = self._targets.get(topic)
-        if target is None:
+        if target is None or len(payload) > MAX_MESSAGE_BYTES:
             return None
         try:
             doc = _loads(payload)
@@ -120,7 +122,7 @@ class FastPath:
                 return None
             flag = CLOCK_UNSYNCED_FIELD
         n, first = len(readings), seq[0]
-        if not 1 <= n <= MAX_READINGS_PER_BATCH or first < 0 or seq[1] - first + 1 != n:
+        if not 1 <= n <= MAX_READINGS_PER_BATCH or first < 0 or seq[1] - first + 1 != n or seq[1] > MAX_SEQ:
             return None
         known_units = target.units
         for name, unit in units.items():
@@ -134,6 +136,8 @@ class FastPath:
         columns = _float_columns(readings, floats, min_ts, max_ts)
         if columns is not None:
             stamps, objects = columns
+            if len(set(stamps)) != n:  # two readings at one ts: one InfluxDB point (the slow path names them)
+                return None
             # Every name is a known metric (an identifier, see __init__) and every value a finite float, so the
             # JSON text of the value objects is their line protocol but for quotes and colons: one C call per
             # message instead of a repr per value. `float_text` formats the slow path's floats alike.
@@ -148,6 +152,7 @@ class FastPath:
             )
         out: list[str] = []
         append = out.append
+        seen: set[int] = set()
         try:
             for i, reading in enumerate(readings):
                 if type(reading) is not dict or len(reading) != 2:
@@ -155,6 +160,9 @@ class FastPath:
                 ts, values = reading["ts"], reading["values"]  # KeyError: another key than these two
                 if type(ts) is not int or not min_ts <= ts <= max_ts or type(values) is not dict or not values:
                     return None
+                if ts in seen:
+                    return None
+                seen.add(ts)
                 fields = []
                 for name, value in values.items():
                     bounds = floats.get(name)

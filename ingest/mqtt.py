@@ -16,6 +16,12 @@ only by `ack()`, which the pipeline calls after the message's readings are store
   thread, so a slow broker never stalls the loop.
 - Receive Maximum asks the broker to bound the unacknowledged messages it sends us, so that the broker, not
   our memory, holds the backlog while InfluxDB is slow or down.
+- Maximum Packet Size tells the broker the largest packet we take. It sits above what the broker itself
+  accepts (`devices.wire.MAX_PACKET_BYTES`, its `max_packet_size`), so a broker configured like ours never has
+  to use it: Mosquitto drops a message larger than a subscriber's maximum without a trace but a NOTICE log
+  line, and (2.0.11) the dropped QoS 1 message keeps its slot of our Receive Maximum until we reconnect.
+  It is the bound for a broker with no limit of its own; a message between `MAX_MESSAGE_BYTES` and it
+  reaches the pipeline, which quarantines it as `too_large` (ingest/README.md, "Oversized messages").
 - Received messages wait in a deque for the pipeline, bounded by us too (`max_buffered_messages`), because the
   broker's window cannot be trusted: Mosquitto before 2.0.13 miscounts its inflight quota (eclipse/mosquitto
   #2306) and, once messages are queued for us, sends far more than our Receive Maximum (measured on 2.0.11:
@@ -58,11 +64,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.wire import MAX_PACKET_BYTES
+
 log = logging.getLogger(__name__)
 
 #: packets read per readable event at most, so one busy socket cannot starve the writers' HTTP exchanges
 _MAX_PACKETS_PER_READ = 256
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1.0, 30.0
+#: The default Maximum Packet Size: the broker's bound plus room for what it may add when it forwards a packet
+#: (properties; a v3.1.1 publisher's packet grows by a byte for a v5 subscriber).
+DEFAULT_MAXIMUM_PACKET_SIZE = MAX_PACKET_BYTES + 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,8 @@ class MqttConfig:
     topics: tuple[str, ...] = ("dp/v1/+/+/+/+",)
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 1000
+    #: The MQTT 5 Maximum Packet Size sent on CONNECT (see the module docstring); 0: none sent, no limit.
+    maximum_packet_size: int = DEFAULT_MAXIMUM_PACKET_SIZE
     #: Received messages waiting for the pipeline, at most (0: the same as receive_maximum).
     max_buffered_messages: int = 0
     #: How long reading may stay paused for a full buffer before the source sheds and resynchronises.
@@ -338,6 +351,8 @@ class MqttSource:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
+        if self.config.maximum_packet_size:
+            props.MaximumPacketSize = self.config.maximum_packet_size
         connect = functools.partial(
             self._client.connect,
             self.config.host,

@@ -40,6 +40,7 @@ from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
+from devices.validation import kept_payload
 from ingest.confirm import Confirmer, ConfirmStats, confirm_key
 from ingest.errors import SinkRefused, SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
@@ -226,7 +227,8 @@ class Pipeline:
         stats.readings_valid += good
         device = result.device.id if result.device is not None else None
         if result.rejected:
-            rejected.extend(QuarantineEntry.of(msg.topic, device, r, msg.payload, now) for r in result.rejected)
+            payload = kept_payload(msg.payload)  # all of it, or of a too_large one only its start
+            rejected.extend(QuarantineEntry.of(msg.topic, device, r, payload, now) for r in result.rejected)
             self._log_rejections(msg, result.rejected)
         if good and device is not None:
             lines = encode_readings(self._keys[device], result.good, result.seqs)

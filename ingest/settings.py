@@ -14,13 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from devices import demo_registry_path
 from devices.endpoints import Endpoints
+from devices.wire import MAX_PACKET_BYTES
 from ingest.influx import InfluxConfig
-from ingest.mqtt import MqttConfig
+from ingest.mqtt import DEFAULT_MAXIMUM_PACKET_SIZE, MqttConfig
 from ingest.pipeline import IngestSettings
 
 
@@ -39,6 +40,8 @@ class MqttSection(_Section):
     topics: tuple[str, ...] = Field(default=("dp/v1/+/+/+/+",), min_length=1)
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    #: MQTT 5 Maximum Packet Size on CONNECT; 0: none. The protocol's largest packet is 268,435,460 bytes.
+    maximum_packet_size: int = Field(default=DEFAULT_MAXIMUM_PACKET_SIZE, ge=0, le=268_435_460)
     max_buffered_messages: int = Field(default=0, ge=0)
     stall_timeout_s: float = Field(default=10.0, gt=0)
     keepalive: int = Field(default=30, ge=5)
@@ -47,6 +50,16 @@ class MqttSection(_Section):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    @field_validator("maximum_packet_size")
+    @classmethod
+    def _not_below_the_brokers_bound(cls, value: int) -> int:
+        if 0 < value < MAX_PACKET_BYTES:
+            raise ValueError(
+                f"must be 0 (no limit) or at least {MAX_PACKET_BYTES}, the largest packet the broker accepts"
+                " (devices.wire.MAX_PACKET_BYTES): the broker silently drops a larger message for this consumer"
+            )
+        return value
 
 
 class InfluxSection(_Section):
@@ -144,6 +157,7 @@ class IngestConfig(BaseSettings):
                 topics=m.topics,
                 session_expiry_s=m.session_expiry_s,
                 receive_maximum=m.receive_maximum,
+                maximum_packet_size=m.maximum_packet_size,
                 max_buffered_messages=m.max_buffered_messages,
                 stall_timeout_s=m.stall_timeout_s,
                 keepalive=m.keepalive,

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from devices.wire import MAX_PACKET_BYTES
 from tests.support.net import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -479,6 +480,7 @@ def test_mosquitto_conf_settings(services: dict[str, Any]) -> None:
     assert conf["max_queued_messages"] == ["200000"]
     assert conf["max_queued_bytes"] == ["536870912"]
     assert conf["persistent_client_expiration"] == ["7d"]
+    assert conf["max_packet_size"] == [str(MAX_PACKET_BYTES)]  # the same bound as the local services
     assert conf["log_dest"] == ["stdout"]
     mosquitto = services["mosquitto"]
     assert _mount_target(mosquitto, "./deploy/mosquitto/mosquitto.conf") == "/mosquitto/config/mosquitto.conf"

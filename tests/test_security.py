@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.wire import MAX_PACKET_BYTES
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.security import (
@@ -217,6 +218,7 @@ def test_secure_mosquitto_conf_has_a_tls_listener_only_and_no_anonymous_clients(
         f"password_file {root}/passwd",
         f"acl_file {root}/acl",
         "max_queued_messages 200000",
+        f"max_packet_size {MAX_PACKET_BYTES}",  # the plain listener's bound applies to TLS clients too
     ):
         assert directive in directives
     assert "allow_anonymous true" not in directives

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from devices import Reason, Registry, encode_batch, readings_topic, validate_message
+from devices import Reason, Registry, encode_batch, readings_topic, units_for, validate_message
+from devices.validation import TOO_LARGE_KEPT_BYTES, kept_payload
+from devices.wire import MAX_MESSAGE_BYTES, MAX_READINGS_PER_BATCH
 
 NOW = 1_790_000_000_000  # 2026-09-21, after every commissioning date in the test registry
 EM_UNITS = {"energy_import": "kWh", "energy_export": "kWh", "power": "W", "voltage": "V"}
@@ -186,3 +188,121 @@ def test_ev_connector_status_must_be_an_ocpp_status(registry: Registry) -> None:
     payload = encode_batch("d1-ev", 0, units, [(NOW - 1000, ok), (NOW, bad)])
     topic = readings_topic("d1", "d1-gw1", "d1-ev", "ev_charger")
     assert check(registry, payload, topic) == (1, [(Reason.OUT_OF_RANGE, 1)])
+
+
+# --- duplicate timestamps, sequence numbers beyond 64 bits, oversized payloads -------------------------------
+
+
+def test_a_repeated_timestamp_rejects_the_later_readings_naming_the_first(registry: Registry) -> None:
+    stamps = [NOW - 3000, NOW - 2000, NOW - 3000, NOW - 1000, NOW - 3000]
+    payload = em_payload([{"ts": ts, "values": em_values(i)} for i, ts in enumerate(stamps)])
+    result = validate_message(EM_TOPIC, payload, registry, now_ms=NOW)
+    assert [r.ts for r in result.good] == [NOW - 3000, NOW - 2000, NOW - 1000]
+    assert result.seqs == [10, 11, 13]
+    assert [(r.reason, r.index, r.readings) for r in result.rejected] == [
+        (Reason.DUPLICATE_TIMESTAMP, 2, 1),
+        (Reason.DUPLICATE_TIMESTAMP, 4, 1),
+    ]
+    assert all(f"ts {NOW - 3000} is the ts of readings[0]" in r.detail for r in result.rejected)
+
+
+def test_a_timestamp_is_taken_by_the_first_reading_stored_with_it(registry: Registry) -> None:
+    """A rejected reading stores no point: the next reading at its ts is stored, the one after is the duplicate."""
+    readings = [
+        {"ts": NOW - 1000, "values": em_values(0) | {"voltage": 5000.0}},  # out of range: not stored
+        {"ts": NOW - 1000, "values": em_values(1)},
+        {"ts": NOW - 1000, "values": em_values(2)},
+    ]
+    result = validate_message(EM_TOPIC, em_payload(readings), registry, now_ms=NOW)
+    assert result.seqs == [11]
+    assert [(r.reason, r.index) for r in result.rejected] == [
+        (Reason.OUT_OF_RANGE, 0),
+        (Reason.DUPLICATE_TIMESTAMP, 2),
+    ]
+    assert "readings[1]" in result.rejected[1].detail
+
+
+def test_duplicates_are_found_in_a_salvaged_batch_too(registry: Registry) -> None:
+    readings = [
+        {"ts": NOW - 2000, "values": em_values(0)},
+        {"ts": "yesterday", "values": em_values(1)},  # the batch fails as a whole: salvaged reading by reading
+        {"ts": NOW - 2000, "values": em_values(2)},
+    ]
+    assert check(registry, em_payload(readings)) == (
+        1,
+        [(Reason.INVALID_READING, 1), (Reason.DUPLICATE_TIMESTAMP, 2)],
+    )
+
+
+MAX_SEQ = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("seq", "n"),
+    [
+        ([MAX_SEQ + 1, MAX_SEQ + 1], 1),  # seq[0] beyond int64
+        ([MAX_SEQ, MAX_SEQ + 1], 2),  # seq[1] == seq[0] + n - 1 beyond int64
+        ([MAX_SEQ + 1, MAX_SEQ + 3], 3),
+        ([2**64, 2**64], 1),
+    ],
+)
+def test_sequence_numbers_beyond_64_bits_reject_the_batch_with_its_readings(
+    registry: Registry, seq: list[int], n: int
+) -> None:
+    readings = [{"ts": NOW - 1000 * (n - i), "values": em_values(i)} for i in range(n)]
+    for bad_reading in (False, True):  # whole-batch validation, and the salvage path
+        if bad_reading:
+            readings[0] = {"ts": "yesterday", "values": em_values(0)}
+        result = validate_message(EM_TOPIC, em_payload(readings, seq=seq), registry, now_ms=NOW)
+        assert result.good == []
+        [rejection] = result.rejected
+        assert (rejection.reason, rejection.index, rejection.readings) == (Reason.INVALID_SCHEMA, None, n)
+        assert str(MAX_SEQ) in rejection.detail
+
+
+def test_the_largest_sequence_number_is_valid(registry: Registry) -> None:
+    readings = [{"ts": NOW - 2000, "values": em_values(0)}, {"ts": NOW - 1000, "values": em_values(1)}]
+    result = validate_message(EM_TOPIC, em_payload(readings, seq=[MAX_SEQ - 1, MAX_SEQ]), registry, now_ms=NOW)
+    assert result.rejected == []
+    assert result.seqs == [MAX_SEQ - 1, MAX_SEQ]
+
+
+def padded(payload: bytes, size: int) -> bytes:
+    """The same JSON document, `size` bytes long (trailing whitespace is valid JSON)."""
+    assert len(payload) <= size
+    return payload + b" " * (size - len(payload))
+
+
+def test_a_payload_over_the_byte_limit_is_rejected_whole_without_being_parsed(registry: Registry) -> None:
+    good = em_payload([{"ts": NOW - 1000, "values": em_values(0)}])
+    at_limit = validate_message(EM_TOPIC, padded(good, MAX_MESSAGE_BYTES), registry, now_ms=NOW)
+    assert at_limit.rejected == [] and len(at_limit.good) == 1
+
+    for payload in (padded(good, MAX_MESSAGE_BYTES + 1), b"\xff" * (MAX_MESSAGE_BYTES + 1)):  # not even JSON
+        result = validate_message(EM_TOPIC, payload, registry, now_ms=NOW)
+        assert result.good == [] and result.device is not None and result.device.id == "d1-em"
+        [rejection] = result.rejected
+        assert (rejection.reason, rejection.index, rejection.readings) == (Reason.TOO_LARGE, None, 1)
+        assert f"payload of {MAX_MESSAGE_BYTES + 1} bytes" in rejection.detail
+        assert rejection.errors[0]["bytes"] == MAX_MESSAGE_BYTES + 1
+        assert rejection.errors[0]["limit"] == MAX_MESSAGE_BYTES
+        assert kept_payload(payload) == payload[:TOO_LARGE_KEPT_BYTES]
+    assert kept_payload(padded(good, MAX_MESSAGE_BYTES)) == padded(good, MAX_MESSAGE_BYTES)  # kept whole
+
+
+def test_the_byte_limit_holds_a_full_batch_of_every_kind_as_gateways_write_it() -> None:
+    """The figures of `devices.wire.MAX_MESSAGE_BYTES`: 10,000 readings with realistic values fit."""
+    values = {
+        "electricity_meter": {"energy_import": 81234.567, "energy_export": 1234.5, "power": -1830.25, "voltage": 231.4},
+        "ev_charger": {
+            "connector_status": "SuspendedEVSE",
+            "session_id": "tx-" + "7" * 17,
+            "session_energy": 12.345,
+            "power": 11040.5,
+        },
+        "building_sensor": {"temperature": 21.25, "relative_humidity": 45.5, "co2": 612.0, "occupancy": 12.0},
+    }
+    for kind, v in values.items():
+        readings = [(NOW + i * 1000, v) for i in range(MAX_READINGS_PER_BATCH)]
+        payload = encode_batch("b1-" + kind, 2**40, units_for(kind), readings, clock_unsynced=True)
+        assert len(payload) < 0.75 * MAX_MESSAGE_BYTES, (kind, len(payload))

@@ -9,10 +9,11 @@ import math
 from datetime import date
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from devices import Registry, demo_registry_path, encode_batch, readings_topic, units_for, validate_message
+from devices import Reason, Registry, demo_registry_path, encode_batch, readings_topic, units_for, validate_message
+from devices.wire import MAX_MESSAGE_BYTES, MAX_SEQ
 from ingest.fastpath import FastPath
 from ingest.lineprotocol import encode_readings, series_key
 from simulators import DistrictSimulator
@@ -84,12 +85,17 @@ def base_doc(device: str, n: int) -> dict[str, Any]:
     return doc
 
 
+#: Sequence numbers around the 64-bit bound, as a consistent range: only the bound can make them wrong.
+near_max_seq = st.sampled_from([MAX_SEQ - 4, MAX_SEQ - 1, MAX_SEQ, MAX_SEQ + 1, 2**64])
+MUTATIONS = ["value", "metric", "ts", "dup_ts", "seq", "big_seq", "unit", "top", "reading", "version", "device"]
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     device = draw(st.sampled_from([EM.id, EV.id]))
     doc = base_doc(device, draw(st.integers(1, 4)))
     for _ in range(draw(st.integers(0, 3))):
-        where = draw(st.sampled_from(["value", "metric", "ts", "seq", "unit", "top", "reading", "version", "device"]))
+        where = draw(st.sampled_from(MUTATIONS))
         readings = doc.get("readings")
         dicts = [r for r in readings if isinstance(r, dict)] if isinstance(readings, list) else []
         reading = draw(st.sampled_from(dicts)) if dicts else None
@@ -102,8 +108,14 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
             reading["ts"] = draw(
                 st.one_of(st.integers(-5, 2 * NOW), st.just(NOW + 300_000), st.just(NOW + 300_001), values_of_any_type)
             )
+        elif where == "dup_ts" and len(dicts) > 1:  # one reading takes another's ts (as valid as the other's)
+            source, target = draw(st.permutations(dicts))[:2]
+            target["ts"] = source.get("ts")
         elif where == "seq":
             doc["seq"] = draw(st.one_of(st.lists(st.integers(-2, 8), max_size=3), values_of_any_type))
+        elif where == "big_seq" and isinstance(readings, list):
+            first = draw(near_max_seq)
+            doc["seq"] = [first, first + len(readings) - 1]
         elif where == "unit" and isinstance(doc.get("units"), dict):
             doc["units"][draw(metric_names)] = draw(
                 st.one_of(st.sampled_from(["kWh", "W", "V", ""]), values_of_any_type)
@@ -126,6 +138,52 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
 @given(mutated())
 def test_mutated_messages_never_make_the_fast_path_disagree(message: tuple[str, bytes]) -> None:
     check(*message)
+
+
+def slow_reasons(message: tuple[str, bytes]) -> set[Reason]:
+    return {r.reason for r in validate_message(*message, REGISTRY, now_ms=NOW).rejected}
+
+
+def test_the_mutations_reach_the_bounds() -> None:
+    """Guards the property test: its messages include repeated timestamps and sequence numbers beyond 64 bits
+    that the slow path rejects for exactly that, for both shapes of message (the column checks of the meter's
+    all-float readings, the per-value loop of the charger's strings)."""
+    for device in (EM.id, EV.id):
+        for reason in (Reason.DUPLICATE_TIMESTAMP, Reason.INVALID_SCHEMA):
+            found = find(mutated(), lambda m, d=device, r=reason: TOPICS[d] == m[0] and slow_reasons(m) == {r})
+            assert FAST.lines(*found, NOW) is None
+    big = find(mutated(), lambda m: b"9223372036854775808" in m[1] and slow_reasons(m) == {Reason.INVALID_SCHEMA})
+    assert FAST.lines(*big, NOW) is None
+
+
+def test_a_repeated_timestamp_is_declined_in_both_shapes() -> None:
+    for device in (EM.id, EV.id):
+        doc = base_doc(device, 3)
+        doc["readings"][2]["ts"] = doc["readings"][0]["ts"]
+        payload = json.dumps(doc).encode()
+        assert FAST.lines(TOPICS[device], payload, NOW) is None
+        result = validate_message(TOPICS[device], payload, REGISTRY, now_ms=NOW)
+        assert [(r.reason, r.index) for r in result.rejected] == [(Reason.DUPLICATE_TIMESTAMP, 2)]
+        assert len(result.good) == 2
+
+
+def test_sequence_numbers_up_to_the_64_bit_bound_take_the_fast_path() -> None:
+    for device in (EM.id, EV.id):
+        doc = base_doc(device, 3)
+        doc["seq"] = [MAX_SEQ - 2, MAX_SEQ]
+        assert check(TOPICS[device], json.dumps(doc).encode())
+        doc["seq"] = [MAX_SEQ - 1, MAX_SEQ + 1]
+        assert FAST.lines(TOPICS[device], json.dumps(doc).encode(), NOW) is None
+
+
+def test_the_byte_limit_is_the_slow_paths() -> None:
+    """A valid message padded to the limit (whitespace is valid JSON) is taken; one byte more is declined."""
+    for device in (EM.id, EV.id):
+        payload = json.dumps(base_doc(device, 3)).encode()
+        at_limit = payload + b" " * (MAX_MESSAGE_BYTES - len(payload))
+        assert check(TOPICS[device], at_limit)
+        assert FAST.lines(TOPICS[device], at_limit + b" ", NOW) is None
+        assert slow_reasons((TOPICS[device], at_limit + b" ")) == {Reason.TOO_LARGE}
 
 
 def test_the_unmutated_messages_take_the_fast_path() -> None:

@@ -94,3 +94,20 @@ def test_the_example_configuration_is_valid(capsys: pytest.CaptureFixture[str]) 
     doc = json.loads(capsys.readouterr().out)["config"]
     assert doc["mqtt"]["topics"] == ["$share/ingest/dp/v1/+/+/+/+"]
     assert doc["writers"] == 8 and doc["influx"]["version"] == "auto"
+
+
+def test_the_maximum_packet_size_is_never_below_the_brokers_bound(tmp_path: Path) -> None:
+    """Below the broker's `max_packet_size` the broker would drop messages it accepted, silently, for this
+    consumer (tests/integration/test_ingest_bounds.py): such a value is a configuration error."""
+    from pydantic import ValidationError
+
+    from devices.wire import MAX_PACKET_BYTES
+    from ingest.mqtt import DEFAULT_MAXIMUM_PACKET_SIZE
+
+    assert IngestConfig.load().runtime().mqtt.maximum_packet_size == DEFAULT_MAXIMUM_PACKET_SIZE > MAX_PACKET_BYTES
+    example = Path(cli.__file__).with_name("ingest.example.toml")
+    assert IngestConfig.load(example).mqtt.maximum_packet_size == DEFAULT_MAXIMUM_PACKET_SIZE
+    for allowed in (0, MAX_PACKET_BYTES):
+        assert IngestConfig.load(mqtt={"maximum_packet_size": allowed}).runtime().mqtt.maximum_packet_size == allowed
+    with pytest.raises(ValidationError, match=f"at least {MAX_PACKET_BYTES}"):
+        IngestConfig.load(mqtt={"maximum_packet_size": MAX_PACKET_BYTES - 1})

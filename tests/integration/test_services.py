@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devices.wire import MAX_PACKET_BYTES
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.services import (
@@ -148,7 +149,7 @@ def test_rendered_mosquitto_conf_binds_loopback_only(tmp_path: Path) -> None:
     assert "allow_anonymous true" in directives
     assert "max_queued_messages 200000" in directives
     assert "max_inflight_messages 1000" in directives
-    assert not any(line.startswith("max_packet_size") for line in directives)
+    assert f"max_packet_size {MAX_PACKET_BYTES}" in directives  # a message and its topic and headers
     state = str(endpoints.state_dir)
     assert f"persistence_location {state}/mosquitto/data/" in directives
     assert f"log_dest file {state}/mosquitto/mosquitto.log" in directives
