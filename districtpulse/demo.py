@@ -1,10 +1,13 @@
 """`districtpulse demo`: one simulated district day through the whole real chain.
 
-    services up -> ingest (its own process) -> simulate and publish one day (QoS 1, one connection per
-    gateway) -> wait until InfluxDB + quarantine account for every reading -> energy per building from
-    InfluxDB through the numba interval-energy kernel -> `demo: published=N stored=N quarantined=N`
+    services up -> ingest (its own process) -> simulate one day, recorded per gateway -> one `districtpulse
+    gateway` process per gateway replays its day through its own spool (QoS 1) and exits once ingest has
+    confirmed every reading -> wait until InfluxDB + quarantine account for every reading -> energy per
+    building from InfluxDB through the numba interval-energy kernel ->
+    `demo: published=N stored=S quarantined=Q confirmed=C`
 
-Exits 0 only when stored + quarantined == published, where stored is counted in InfluxDB itself.
+Exits 0 only when stored + quarantined == published == confirmed, where stored is counted in InfluxDB itself
+and confirmed in the gateways' spools (what left them, which only a confirmation lets happen).
 The demo owns its simulated day: it first deletes the demo district's raw points of that day, so the
 counts describe this run alone (a run of an older version with other data would otherwise leave points).
 """
@@ -18,12 +21,15 @@ import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -33,7 +39,7 @@ from devices.endpoints import Endpoints
 from districtpulse import demo_savings, services
 from ingest.influx import InfluxConfig, InfluxV1
 from ingest.quarantine import Quarantine, now_ms
-from simulators import DistrictSimulator, publish_messages, yesterday
+from simulators import DistrictSimulator, Message, yesterday
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -222,10 +228,14 @@ def run(args: argparse.Namespace) -> int:
             f"{len(registry.buildings)} buildings, publishing through {len(registry.gateways)} gateway connections"
         )
         t0 = time.monotonic()
-        messages, published = publish_messages(
-            sim.messages(), registry, host=endpoints.mqtt_host, port=endpoints.mqtt_port
+        gateways = _write_replays(sim.messages(), endpoints.state_dir / "demo" / "gateways", district.id, endpoints)
+        published = sum(g.readings for g in gateways)
+        messages = sum(g.messages for g in gateways)
+        confirmed = _run_gateways(gateways, args.timeout)
+        print(
+            f"demo: {len(gateways)} gateways published {published} readings ({messages} recorded messages) "
+            f"through their spools in {time.monotonic() - t0:.1f} s"
         )
-        print(f"demo: published {published} readings in {messages} messages in {time.monotonic() - t0:.1f} s")
         counts, energy = asyncio.run(
             _settle(
                 endpoints,
@@ -258,8 +268,111 @@ def run(args: argparse.Namespace) -> int:
         url = _start_dashboard(endpoints, args.registry, quarantine_path, sim.end_ms - 1, args.dashboard_port)
         password_file = endpoints.state_dir / "demo" / "dashboard-password"
         print(f"demo: dashboard {url} (user operator, password in {password_file})")
-    print(f"demo: published={counts.published} stored={counts.stored} quarantined={counts.quarantined}")
-    return 0 if counts.stored + counts.quarantined == counts.published else 1
+    print(
+        f"demo: published={counts.published} stored={counts.stored} quarantined={counts.quarantined}"
+        f" confirmed={confirmed}"
+    )
+    return 0 if counts.stored + counts.quarantined == counts.published == confirmed else 1
+
+
+GATEWAY_CONFIG = """\
+# Written by `districtpulse demo`: one of the demo district's gateways, replaying its recorded day.
+[gateway]
+id = "{gateway}"
+district = "{district}"
+publish_interval_s = 0.5
+heartbeat_interval_s = 5
+
+[mqtt]
+host = "{host}"
+port = {port}
+client_id = "dp-demo-{gateway}"
+
+[spool]
+path = "spool.sqlite"
+commit_interval_ms = 100
+
+[[adapter]]
+type = "replay"
+file = "replay.jsonl"
+"""
+
+
+@dataclass
+class DemoGateway:
+    id: str
+    folder: Path
+    messages: int = 0
+    readings: int = 0
+
+
+def _write_replays(messages: Iterable[Message], root: Path, district: str, endpoints: Endpoints) -> list[DemoGateway]:
+    """Each gateway's day as a message file and a gateway.toml with a fresh spool, in its own folder."""
+    gateways: dict[str, DemoGateway] = {}
+    files: dict[str, TextIO] = {}
+    try:
+        for msg in messages:
+            gateway_id = msg.topic.split("/")[3]
+            gateway = gateways.get(gateway_id)
+            if gateway is None:
+                folder = root / gateway_id
+                folder.mkdir(parents=True, exist_ok=True)
+                for stale in folder.glob("spool.sqlite*"):
+                    stale.unlink()  # this run's readings only
+                (folder / "gateway.toml").write_text(
+                    GATEWAY_CONFIG.format(
+                        gateway=gateway_id, district=district, host=endpoints.mqtt_host, port=endpoints.mqtt_port
+                    )
+                )
+                gateway = gateways[gateway_id] = DemoGateway(gateway_id, folder)
+                files[gateway_id] = (folder / "replay.jsonl").open("w", encoding="utf-8")
+            files[gateway_id].write(json.dumps({"topic": msg.topic, "payload": msg.payload.decode()}) + "\n")
+            gateway.messages += 1
+            gateway.readings += msg.readings
+    finally:
+        for f in files.values():
+            f.close()
+    return sorted(gateways.values(), key=lambda g: g.id)
+
+
+def _run_gateways(gateways: list[DemoGateway], timeout: float) -> int:
+    """Run every gateway (`python -m gateway --exit-when-idle`) until its spool is empty, that is until ingest
+    confirmed every reading; returns the readings confirmed, from the spools themselves (spooled - left -
+    evicted)."""
+    env = os.environ | {"DP_LOG_LEVEL": "WARNING"}
+    procs = []
+    for g in gateways:
+        with (g.folder / "gateway.log").open("ab") as log_file:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "--config", "gateway.toml", "--exit-when-idle"],
+                    cwd=g.folder,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log_file,
+                    env=env,
+                )
+            )
+    deadline = time.monotonic() + timeout
+    try:
+        for g, proc in zip(gateways, procs, strict=True):
+            code = proc.wait(max(1.0, deadline - time.monotonic()))
+            if code != 0:
+                raise RuntimeError(f"gateway {g.id} exited {code} (see {g.folder / 'gateway.log'})")
+    except subprocess.TimeoutExpired:
+        print(f"demo: the gateways did not deliver everything within {timeout:.0f} s", file=sys.stderr)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    confirmed = 0
+    for g in gateways:
+        with contextlib.closing(sqlite3.connect(g.folder / "spool.sqlite")) as db:
+            spooled = db.execute("SELECT coalesce(sum(next_seq), 0) FROM devices").fetchone()[0]
+            left = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+            evicted = db.execute("SELECT coalesce(sum(value), 0) FROM counters WHERE name LIKE 'evicted%'").fetchone()
+        confirmed += int(spooled) - int(left) - int(evicted[0])
+    return confirmed
 
 
 async def _savings(

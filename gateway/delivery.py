@@ -97,6 +97,9 @@ class DeliveryCounts:
     confirmations: int = 0
     republished_messages: int = 0
     republished_readings: int = 0
+    #: confirmations dropped because the main loop fell `max_pending_confirms` behind, or not decodable
+    confirms_dropped: int = 0
+    confirms_invalid: int = 0
     #: PUBACK reason codes other than 0, by value
     puback_reasons: Counter[int] = field(default_factory=Counter)
 
@@ -106,6 +109,8 @@ class DeliveryCounts:
             "confirmations": self.confirmations,
             "republished_messages": self.republished_messages,
             "republished_readings": self.republished_readings,
+            "confirms_dropped": self.confirms_dropped,
+            "confirms_invalid": self.confirms_invalid,
             "puback_reasons": {str(code): n for code, n in sorted(self.puback_reasons.items())},
         }
 

@@ -240,8 +240,6 @@ class Gateway:
         self.confirm_topic = confirm_topic(self.district, self.gateway_id)
         self._acks: deque[tuple[int, int]] = deque()
         self._confirms: deque[bytes] = deque()
-        self.confirms_dropped = 0  # over `max_pending_confirms` (the network thread outran the main loop)
-        self.confirms_invalid = 0
         self.confirms_unknown_device = 0
         self.ledger = Ledger(self.timing.delivery)
         self._sent_upto: dict[str, int] = {}
@@ -278,11 +276,7 @@ class Gateway:
                     "counters": stats.counters,
                 },
                 "published": self.counts.as_dict(),
-                "delivery": {
-                    **self.ledger.status(time.monotonic()),
-                    "confirms_dropped": self.confirms_dropped,
-                    "confirms_invalid": self.confirms_invalid,
-                },
+                "delivery": self.ledger.status(time.monotonic()),
                 "adapters": {
                     r.name: ("failed" if r.error else "finished" if r.finished else "running") for r in self._running
                 },
@@ -346,7 +340,7 @@ class Gateway:
     def _on_confirm(self, payload: bytes) -> None:
         """paho's network thread: queue a confirmation for the main loop (bounded: see `max_pending_confirms`)."""
         if len(self._confirms) >= self.timing.max_pending_confirms:
-            self.confirms_dropped += 1
+            self.ledger.counts.confirms_dropped += 1  # (an int add: safe enough from this thread)
             return
         self._confirms.append(payload)
         self._wake.set()
@@ -378,7 +372,7 @@ class Gateway:
             try:
                 ranges = decode_confirm(payload)
             except ConfirmError as exc:
-                self.confirms_invalid += 1
+                self.ledger.counts.confirms_invalid += 1
                 log.warning("invalid confirmation ignored", extra={"fields": {"error": str(exc)[:300]}})
                 continue
             self.ledger.counts.confirmations += 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from devices.topics import status_topic
 from devices.wire import REASON_CONNECTION_LOST, REASON_SHUTDOWN
 from devices.wire import encode_status as encode_wire_status
+from gateway.delivery import DeliveryPolicy, Ledger
 
 __all__ = ["REASON_CONNECTION_LOST", "REASON_SHUTDOWN", "StatusEvent", "encode_status"]
 #: The `version` of a simulated gateway's status.
@@ -92,6 +93,8 @@ def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) 
                 "acked_messages": event.published_messages,
                 "acked_readings": event.published_readings,
             },
+            # A simulated gateway publishes from memory and keeps nothing: what a real one deleting on PUBACK says.
+            "delivery": Ledger(DeliveryPolicy(delete_on="puback")).status(0.0),
             "adapters": {ADAPTER: "running"},
         }
     extra: dict[str, object] = {"simulated": True}

@@ -200,13 +200,15 @@ def test_demo_command_accounts_for_every_reading(endpoints: Endpoints, unique_di
     )
     try:
         last = proc.stdout.strip().splitlines()[-1]
-        match = re.fullmatch(r"demo: published=(\d+) stored=(\d+) quarantined=(\d+)", last)
+        match = re.fullmatch(r"demo: published=(\d+) stored=(\d+) quarantined=(\d+) confirmed=(\d+)", last)
         assert match, proc.stdout + proc.stderr
-        published, stored, quarantined = map(int, match.groups())
+        published, stored, quarantined, confirmed = map(int, match.groups())
         assert proc.returncode == 0
         assert published == 40 * 1440  # 40 devices, one reading a minute for a 24-hour day
         assert quarantined == 5  # the simulator's deliberate NaN and out-of-range readings
         assert stored == published - quarantined
+        assert confirmed == published  # every reading left its gateway's spool by ingest's confirmation
+        assert "3 gateways published 57600 readings" in proc.stdout
         table = proc.stdout
         assert "Harbour Block A" in table and "Canal Office" in table
         savings = re.search(r"demo: savings to date ([\d,]+) kWh, CO2 avoided ([\d,]+) kg", proc.stdout)

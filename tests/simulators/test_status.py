@@ -62,7 +62,7 @@ def real_gateway_documents(tmp_path: Path) -> tuple[dict[str, Any], dict[str, An
     """(online heartbeat, shutdown, Last Will, status topic) of a real `gateway.service.Gateway`."""
     wills: list[Will] = []
 
-    def make(_on_ack: Callable[[int], None], will: Will) -> _NoPublisher:
+    def make(_on_ack: Callable[[int, int], None], will: Will, _subscriptions: object) -> _NoPublisher:
         wills.append(will)
         return _NoPublisher()
 
