@@ -173,19 +173,21 @@ class Counts:
 
 
 class _Sink:
-    """One adapter's view of the spool: its cursor key and the gateway clock."""
+    """One adapter's view of the spool: its cursor key, the gateway clock, and its commit ticket."""
 
     def __init__(self, spool: Spool, clock: Clock, cursor_key: str) -> None:
         self._spool = spool
         self._clock = clock
         self._key = cursor_key
         self._cursor = spool.cursor(cursor_key)  # read here, on the thread that owns the connection
+        self._ticket = 0
 
     def now_ms(self) -> int:
         return self._clock.now_ms()
 
     def put(self, device_id: str, values: Values, ts_ms: int | None = None, *, unsynced: bool | None = None) -> None:
         self._spool.append(device_id, values, ts_ms, unsynced=unsynced)
+        self._ticket = self._spool.appended  # at or past this put's (another adapter's may be in between)
 
     def put_many(
         self,
@@ -199,13 +201,21 @@ class _Sink:
         if not batch:
             if cursor is not None:
                 self._spool.set_cursor(self._key, cursor)
+                self._ticket = self._spool.appended
             return
         self._spool.append_many(
             device_id, batch, unsynced=unsynced, cursor=None if cursor is None else (self._key, cursor)
         )
+        self._ticket = self._spool.appended
 
     def cursor(self) -> str | None:
         return self._cursor
+
+    def ticket(self) -> int:
+        return self._ticket
+
+    def wait_committed(self, ticket: int, timeout: float) -> bool:
+        return self._spool.wait_committed(ticket, timeout)
 
 
 @dataclass(slots=True)

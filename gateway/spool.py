@@ -7,6 +7,11 @@ fsyncs a second rather than one per reading. Nothing is published before it is c
 was published is always on disk; a SIGKILL loses at most the readings of one commit interval that were never
 published, and their sequence numbers are reissued after the restart, so no gap appears.
 
+A producer that must not tell its device "received" before the reading is on disk (an OCPP charger deletes
+what was answered) takes the ticket `appended` after appending and waits, from any thread, with
+`wait_committed(ticket, timeout)`: it returns once a commit has written everything appended up to that
+ticket (a Condition notified at the end of each successful `commit`), or False when the timeout passes first.
+
 Sequence numbers: each device has a counter in the `devices` table, written in the same transaction as the
 readings it numbered, so it survives restarts and never reissues a number that was committed. Within a
 device, the sequence number *is* the insertion order: the publisher reads by (device, seq), never by
@@ -165,8 +170,8 @@ def encode_values(values: Values) -> str:
 class Spool:
     """A bounded on-disk queue of readings per device; see the module docstring for the guarantees.
 
-    `append`/`append_many` are thread-safe. Everything else, including `commit`, must be called from the
-    thread that created the spool (sqlite3 enforces it).
+    `append`/`append_many`/`set_cursor`, `appended` and `wait_committed` are thread-safe. Everything else,
+    including `commit`, must be called from the thread that created the spool (sqlite3 enforces it).
     """
 
     def __init__(
@@ -190,6 +195,11 @@ class Spool:
         self._synced = synced or _never_synced
         self._lock = threading.Condition()
         self._buffer: list[_Row] = []
+        #: Calls that buffered readings or a cursor (under `_lock`), and how many of them a commit has written
+        #: (under `_durable`, notified at the end of each commit): the tickets of `wait_committed`.
+        self._appended = 0
+        self._committed = 0
+        self._durable = threading.Condition()
         self._cursors: dict[str, str] = {}
         self._acks: list[tuple[int, int, int]] = []
         self._devices: dict[str, _Device] = {}
@@ -319,6 +329,7 @@ class Spool:
             seq = dev.next_seq
             dev.next_seq += 1
             self._buffer.append((dev.idx, seq, ts_ms, self._classify(dev, values), flags, body))
+            self._appended += 1
             if len(self._buffer) == self.max_buffered // 2 and self.on_pressure is not None:
                 self.on_pressure()
             return seq
@@ -348,6 +359,7 @@ class Spool:
                 dev.next_seq += 1
             if cursor is not None:
                 self._cursors[cursor[0]] = cursor[1]
+            self._appended += 1
             if len(self._buffer) >= self.max_buffered // 2 and self.on_pressure is not None:
                 self.on_pressure()
             return first
@@ -356,11 +368,28 @@ class Spool:
         """Record an adapter's position; committed with (and after) every reading appended before it."""
         with self._lock:
             self._cursors[key] = value
+            self._appended += 1
 
     def cursor(self, key: str) -> str | None:
         """The committed cursor value (what survived the last crash)."""
         row = self._db.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    @property
+    def appended(self) -> int:
+        """A ticket for everything appended so far (readings and cursors), for `wait_committed`."""
+        with self._lock:
+            return self._appended
+
+    def wait_committed(self, ticket: int | None = None, timeout: float | None = None) -> bool:
+        """Block until a commit has written everything appended up to `ticket` (None: everything so far).
+
+        Any thread. False if `timeout` seconds passed first (commits stalled or failing): the caller must then
+        not tell its source that the readings are stored.
+        """
+        upto = self.appended if ticket is None else ticket
+        with self._durable:
+            return self._durable.wait_for(lambda: self._committed >= upto, timeout)
 
     # -- the publisher's side (owner thread) --------------------------------------------------------------------
     def pending(self, device_id: str, after_seq: int, limit: int) -> list[SpooledReading]:
@@ -395,6 +424,7 @@ class Spool:
         with self._lock:
             rows, self._buffer = self._buffer, []
             cursors, self._cursors = self._cursors, {}
+            ticket = self._appended
             self._lock.notify_all()
         acks, self._acks = self._acks, []
         upto: dict[int, int] = {}
@@ -430,6 +460,9 @@ class Spool:
             raise SpoolError(f"spool commit failed: {exc}") from exc
         for idx, seq in upto.items():
             self._by_idx[idx].committed_upto = seq
+        with self._durable:
+            self._committed = ticket
+            self._durable.notify_all()
         return len(rows)
 
     def _drop(self, lengths: list[tuple[int]]) -> int:

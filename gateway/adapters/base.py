@@ -12,7 +12,10 @@ an `AdapterSpec` in `gateway.adapters.ADAPTERS` under its `type` name. The gatew
 Threads keep the contract small and fit every kind of device: a Modbus poller blocks on sockets, an OCPP
 central system runs its own asyncio loop inside `run` (`asyncio.run(...)`), a file replay just reads. The
 sink is the only way into the spool; `put` may block (the spool's buffer is bounded: backpressure), and
-returns once the reading is buffered for the next group commit, not once it is on disk.
+returns once the reading is buffered for the next group commit, not once it is on disk. An adapter whose
+device forgets what it was told is received (an OCPP charger does not resend an answered call) answers only
+once it is on disk: it takes `sink.ticket()` after putting and waits with `sink.wait_committed(ticket,
+timeout)` (blocking: an asyncio adapter runs it in a thread), and tells the device to retry if that times out.
 
 An adapter that can resume (a file replay) keeps a cursor with `put_many(..., cursor=...)`, committed in the
 same transaction as the readings, and reads it back with `sink.cursor()` when it starts. An exception that
@@ -66,6 +69,14 @@ class ReadingSink(Protocol):
 
     def cursor(self) -> str | None:
         """This adapter's last committed cursor (None on first start)."""
+        ...
+
+    def ticket(self) -> int:
+        """A mark covering every reading and cursor put through this sink so far (it grows with each put)."""
+        ...
+
+    def wait_committed(self, ticket: int, timeout: float) -> bool:
+        """Block until everything up to `ticket` is committed to disk; False if `timeout` seconds passed first."""
         ...
 
 

@@ -14,7 +14,7 @@ T0 = 1_790_000_000_000
 
 class CollectingSink:
     """`now_ms()` returns T0, T0 + 1000, ... (one step per call); a reading put without a timestamp is
-    stamped with the last value returned (T0 before any call)."""
+    stamped with the last value returned (T0 before any call). What it is given is committed at once."""
 
     def __init__(self, cursor: str | None = None) -> None:
         self.readings: list[dict[str, Any]] = []
@@ -45,6 +45,12 @@ class CollectingSink:
 
     def cursor(self) -> str | None:
         return self.cursor_value
+
+    def ticket(self) -> int:
+        return len(self.readings)
+
+    def wait_committed(self, ticket: int, timeout: float) -> bool:
+        return True
 
 
 def read_expected(path: Path) -> list[dict[str, Any]]:

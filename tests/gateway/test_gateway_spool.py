@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -306,6 +307,35 @@ def test_the_buffer_is_bounded_and_appending_waits_for_a_commit(tmp_path: Path) 
         spool.append("bs", _sensor(3), timeout=0)
     spool.commit()
     assert spool.append("bs", _sensor(3), timeout=0) == 3
+
+
+def test_a_producer_can_wait_until_what_it_appended_is_committed(tmp_path: Path) -> None:
+    """`appended` is a ticket; `wait_committed` returns once a commit wrote everything up to it (from any
+    thread), False on a timeout, and a failed commit wakes nobody."""
+    path = tmp_path / "spool.sqlite"
+    spool = _open(path)
+    assert spool.wait_committed(timeout=0)  # nothing appended: nothing to wait for
+    spool.append("em", _meter(0))
+    ticket = spool.appended
+    assert not spool.wait_committed(ticket, timeout=0.05)
+    done: list[bool] = []
+    waiter = threading.Thread(target=lambda: done.append(spool.wait_committed(ticket, timeout=10)))
+    waiter.start()
+    spool.append("em", _meter(1))  # appended after the ticket: the waiter does not wait for it
+    spool.set_cursor("a", "1")
+    assert spool.appended == ticket + 2
+    spool.commit()
+    waiter.join(10)
+    assert done == [True]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+    assert spool.wait_committed(timeout=0)  # the cursor too was in that commit
+    # A commit that fails does not say the readings are committed.
+    spool.append_many("em", [(T0, _meter(2))])
+    spool._db.execute("BEGIN")  # the next commit's BEGIN IMMEDIATE fails
+    with pytest.raises(SpoolError, match="commit failed"):
+        spool.commit()
+    assert not spool.wait_committed(timeout=0.05)
 
 
 def test_a_device_keeps_its_kind_and_a_foreign_schema_is_refused(tmp_path: Path) -> None:

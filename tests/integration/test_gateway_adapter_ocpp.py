@@ -31,12 +31,14 @@ HEARTBEAT_S = 45
 
 
 class ThreadSafeSink:
-    """Collects readings from the adapter's thread; `now_ms()` steps one second per call from T0."""
+    """Collects readings from the adapter's thread; `now_ms()` steps one second per call from T0. What it was
+    given is "committed" at once (the spool's commit-first answers are tested in tests/gateway)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._now = T0
         self._calls = 0
+        self._ticket = 0
         self.readings: list[dict[str, Any]] = []
         self.cursor_value: str | None = None
 
@@ -51,14 +53,23 @@ class ThreadSafeSink:
             self.readings.append(
                 {"device": device_id, "ts": self._now if ts_ms is None else ts_ms, "values": dict(values)}
             )
+            self._ticket += 1
 
     def put_many(self, device_id: str, readings: Any, *, unsynced: bool = False, cursor: str | None = None) -> None:
         assert not list(readings), "the OCPP adapter puts one reading at a time (put_many: its cursor alone)"
         with self._lock:
             self.cursor_value = cursor
+            self._ticket += 1
 
     def cursor(self) -> str | None:
         return self.cursor_value
+
+    def ticket(self) -> int:
+        with self._lock:
+            return self._ticket
+
+    def wait_committed(self, ticket: int, timeout: float) -> bool:
+        return True
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

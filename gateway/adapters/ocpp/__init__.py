@@ -14,6 +14,11 @@ gateway's stop event is set: the listening socket closes and open connections ge
 readings keep the recorded `ts`. That is how the test cases run, and how a charger's traffic captured in the
 field is reproduced offline.
 
+A call that made a reading (or changed the saved state) is answered only once the spool has committed it:
+the charger deletes what was answered and will not send it again. If the commit does not come within
+`commit_timeout_s` (5 s), the answer is an OCPP CallError InternalError, which the charger retries later; it
+is logged and counted (`not_committed`).
+
 The server keeps the central system's state (open transactions, last transaction id, connector statuses; see
 `central`) as the adapter's spool cursor and restores it when it starts, so that sessions open across a
 gateway restart (or a crash: the cursor is committed with the readings) still end with their readings.
@@ -52,6 +57,10 @@ class OcppConfig(AdapterConfig):
     port: Annotated[int, Bounds(ge=0, le=65535)] = 9000
     #: The interval the BootNotification response gives chargers for their Heartbeat.
     heartbeat_interval_s: Annotated[int, Bounds(ge=1, le=86_400)] = 300
+    #: A call that made a reading is answered once the reading is committed to the spool; if that takes
+    #: longer than this (the spool stalled or failing), the charger gets an InternalError CallError and retries.
+    #: Well under the 30 s a charger typically waits for an answer.
+    commit_timeout_s: Annotated[float, Bounds(gt=0, le=60)] = 5.0
     #: charge point id -> connector id -> registry device id (of kind ev_charger).
     charge_points: dict[str, dict[Annotated[int, Bounds(ge=1)], str]]
     #: A recorded message file to run instead of listening (relative to the config file's folder).
@@ -89,6 +98,8 @@ class OcppAdapter:
         self.last_central: CentralSystem | None = None
         #: Whether the server keeps its state in the cursor (see `central`); tests may turn it off.
         self.persist = True
+        #: Calls answered with an InternalError because their readings were not committed in time.
+        self.not_committed = 0
 
     def devices(self) -> Sequence[DeviceRef]:
         return self._devices

@@ -28,7 +28,9 @@ RTC) or more than one session a second started before the restart (a charger may
 RFID idTag is never part of it. The document is saved (`save`) before the StartTransaction reading is put
 (a crash between the two keeps the transaction and loses the start reading, not the stop's energy), and after
 the StopTransaction reading (a crash between the two keeps the transaction open, so the charger's resent
-stop is still accepted with a reading). A connector holds one open transaction (a new start replaces it);
+stop is still accepted with a reading). The server answers a call only once its readings and this document
+are committed to the spool (see `server`), so a charger never deletes a call whose reading could still be
+lost. A connector holds one open transaction (a new start replaces it);
 at most `max_open` are kept in all, the oldest dropped with a warning and counted in `dropped`.
 """
 

@@ -9,6 +9,16 @@ point replaces the first (a charger that reconnects before the server noticed th
 Handlers call the sink on the loop: when the spool's buffer is full, `put` blocks and so does every charger's
 connection until the next group commit. That is the backpressure wanted (a charger resends an unanswered
 call), and it lasts at most a commit interval.
+
+Commit first, then answer. A charger deletes a StopTransaction or MeterValues once it has its CallResult and
+never sends it again, so a call that put a reading or the state (its sink ticket moved) is answered only
+after the spool's next group commit has written it: the wait runs in a worker thread (`sink.wait_committed`
+blocks; the loop goes on serving the other chargers), one per charge point at most since the `ocpp` package
+handles a connection's calls one at a time. If the commit does not come within the adapter's
+`commit_timeout_s`, or the gateway stops meanwhile, the charger gets a CallError InternalError instead, logged
+and counted in `OcppAdapter.not_committed`; it sends the call again later, and a retried StopTransaction of a
+transaction already closed is accepted without a second reading. A retried MeterValues gives a second reading
+of the same register a little later: a register read twice costs nothing, a lost one costs resolution.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -36,6 +48,32 @@ WIRE_LOG = logging.getLogger(__name__ + ".wire")
 WIRE_LOG.setLevel(logging.WARNING)
 SUBPROTOCOL = "ocpp1.6"
 STOP_POLL_S = 0.1
+#: Threads waiting for commits at most (one per charge point is never a queue).
+MAX_WAITERS = 32
+
+
+class LoggedHere(Exception):
+    """An error a handler raised after logging it itself, without the call's payload (which holds idTags)."""
+
+
+def _not_logged_here(record: logging.LogRecord) -> bool:
+    """The `ocpp` package logs a handler's exception with the whole message: not for the ones logged here."""
+    return not (record.exc_info and isinstance(record.exc_info[1], LoggedHere))
+
+
+WIRE_LOG.addFilter(_not_logged_here)
+
+
+def wait_durable(sink: ReadingSink, ticket: int, timeout: float, stop: threading.Event) -> bool:
+    """In a worker thread: True once the spool has committed up to `ticket`; False after `timeout` seconds or
+    once the gateway stops (whose shutdown commits only after this adapter's thread has ended)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if sink.wait_committed(ticket, max(0.0, min(left, STOP_POLL_S))):
+            return True
+        if left <= STOP_POLL_S or stop.is_set():
+            return False
 
 
 def charge_point_id(path: str) -> str:
@@ -49,18 +87,37 @@ def serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event) -> Non
 
 
 async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event) -> None:
+    from ocpp.exceptions import InternalError  # type: ignore[import-untyped]
     from ocpp.v16 import ChargePoint, call_result  # type: ignore[import-untyped]
     from websockets.asyncio.server import serve as ws_serve
     from websockets.exceptions import ConnectionClosed
     from websockets.typing import Subprotocol
 
+    class NotCommitted(InternalError, LoggedHere):  # type: ignore[misc]
+        """The call's readings are not on disk yet: the charger must send it again."""
+
+    config = adapter.config
     central = adapter.central(sink, stamp=True, persist=adapter.persist)
     connected: dict[str, ServerConnection] = {}
+    loop = asyncio.get_running_loop()
+    waiters = ThreadPoolExecutor(min(len(config.charge_points), MAX_WAITERS), thread_name_prefix="ocpp-commit")
 
     def route(cp_id: str, action: str) -> dict[str, Any]:
-        def handler(**payload: Any) -> Any:
-            now = sink.now_ms()
-            response = central.call(cp_id, action, now, None, payload)
+        async def handler(**payload: Any) -> Any:
+            before = sink.ticket()
+            response = central.call(cp_id, action, sink.now_ms(), None, payload)
+            ticket = sink.ticket()
+            if ticket != before and not await loop.run_in_executor(
+                waiters, wait_durable, sink, ticket, config.commit_timeout_s, stop
+            ):
+                adapter.not_committed += 1
+                log.warning(
+                    "%s: %s not committed to the spool within %.1f s: answered InternalError, the charger retries",
+                    cp_id,
+                    action,
+                    config.commit_timeout_s,
+                )
+                raise NotCommitted("reading not stored yet; send the call again later")
             return getattr(call_result, action)(**(response or {}))
 
         return {"_on_action": handler, "_skip_schema_validation": False}
@@ -95,19 +152,22 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
                 del connected[cp_id]
             log.info("%s: disconnected", cp_id)
 
-    config = adapter.config
-    async with ws_serve(
-        handler,
-        config.host,
-        config.port,
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        process_request=process_request,
-        logger=WIRE_LOG,
-    ) as server:
-        adapter.port = int(next(iter(server.sockets)).getsockname()[1])
-        adapter.ready.set()
-        log.info("OCPP 1.6J central system on ws://%s:%d/<charge point id>", config.host, adapter.port)
-        # `stop` is a threading.Event set by another thread: polled, so that no helper thread can outlive the loop.
-        while not stop.is_set():  # noqa: ASYNC110
-            await asyncio.sleep(STOP_POLL_S)
+    try:
+        async with ws_serve(
+            handler,
+            config.host,
+            config.port,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            process_request=process_request,
+            logger=WIRE_LOG,
+        ) as server:
+            adapter.port = int(next(iter(server.sockets)).getsockname()[1])
+            adapter.ready.set()
+            log.info("OCPP 1.6J central system on ws://%s:%d/<charge point id>", config.host, adapter.port)
+            # `stop` is a threading.Event set by another thread: polled, so that no helper thread can outlive
+            # the loop.
+            while not stop.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(STOP_POLL_S)
+    finally:
+        waiters.shutdown(wait=True)  # each wait ends within STOP_POLL_S of the stop: no thread outlives the loop
     adapter.ready.clear()
