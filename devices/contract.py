@@ -172,7 +172,7 @@ def readings_batch_schema() -> Schema:
 
 def gateway_status_schema() -> Schema:
     """A gateway's retained status (`devices.wire.encode_status`, `gateway.service.Gateway._status_payload`)."""
-    heartbeat = ["ts", "uptime_s", "clock", "spool", "published", "adapters"]
+    heartbeat = ["ts", "uptime_s", "clock", "spool", "published", "delivery", "adapters"]
     return {
         "$schema": DRAFT,
         "$id": _id("gateway-status"),
@@ -228,6 +228,44 @@ def gateway_status_schema() -> Schema:
                 "required": ["messages", "readings", "acked_messages", "acked_readings"],
                 "additionalProperties": {"type": "integer", "minimum": 0},
                 "description": "Counts since the start (more counters may be added).",
+            },
+            "delivery": {
+                "type": "object",
+                "description": (
+                    "What became of the published readings (`gateway.delivery`): confirmed by ingest (and deleted), "
+                    "published again, and the PUBACK reason codes other than 0 by value (16: no matching subscribers)."
+                ),
+                "required": [
+                    "confirmed_readings",
+                    "confirmations",
+                    "republished_messages",
+                    "republished_readings",
+                    "confirms_dropped",
+                    "confirms_invalid",
+                    "puback_reasons",
+                    "delete_on",
+                    "unconfirmed_readings",
+                    "unconfirmed_messages",
+                    "last_confirmation_age_s",
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "confirmed_readings": _count("Readings ingest confirmed stored or quarantined (then deleted)."),
+                    "confirmations": _count("Confirmation documents received."),
+                    "republished_messages": _count("Messages published again (not confirmed in time, or refused)."),
+                    "republished_readings": _count("Their readings."),
+                    "confirms_dropped": _count("Confirmations dropped: the gateway's queue of them was full."),
+                    "confirms_invalid": _count("Confirmations that did not decode."),
+                    "puback_reasons": {
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[0-9]+$"},
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "delete_on": {"enum": ["confirm", "puback"]},
+                    "unconfirmed_readings": _count("Readings published and not yet confirmed."),
+                    "unconfirmed_messages": _count("Their messages."),
+                    "last_confirmation_age_s": {"type": ["number", "null"], "minimum": 0},
+                },
             },
             "adapters": {
                 "type": "object",

@@ -258,11 +258,15 @@ def test_encode_batch_and_the_gateways_encoder_write_what_the_schemas_accept(kin
 def test_what_a_running_gateway_publishes_passes_the_schemas(tmp_path: Path) -> None:
     """The gateway service itself: its readings, its online and shutdown status, and its Last Will."""
     devices = [(d.id, d.kind) for d in DEMO.devices_of_gateway("gw-b1")]
-    readings = [(d, T0 + 1000 * i, values) for i, (d, k) in enumerate(devices) for values in edge_values(k)[:2]]
+    readings = [
+        (d, T0 + 1000 * i + j, values)  # one device's two readings at two times (a repeated ts is rejected)
+        for i, (d, k) in enumerate(devices)
+        for j, values in enumerate(edge_values(k)[:2])
+    ]
     publishers: list[FakePublisher] = []
 
-    def make(on_ack: Any, will: Will) -> FakePublisher:
-        publishers.append(FakePublisher(on_ack, will))
+    def make(on_ack: Any, will: Will, subscriptions: Any) -> FakePublisher:
+        publishers.append(FakePublisher(on_ack, will, subscriptions))
         return publishers[-1]
 
     spool = Spool(tmp_path / "spool.sqlite", now_ms=lambda: T0)
