@@ -11,13 +11,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # System packages the tests use besides the services (which `districtpulse services up` installs itself):
 # python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only),
-# chromium + chromium-driver (the dashboard's real-browser test).
+# chromium + chromium-driver (the dashboard's real-browser test), mosquitto-clients (a third-party client
+# following only the published wire contract, docs/contract/asyncapi.yaml).
 system-deps:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v docker-compose >/dev/null \
-		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		&& command -v mosquitto_pub >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			python3-venv docker-compose chromium chromium-driver >/dev/null; }
+			python3-venv docker-compose chromium chromium-driver mosquitto-clients >/dev/null; }
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
