@@ -43,19 +43,15 @@ async def test_mosquitto_pub_following_the_document_gets_its_readings_stored_and
         # confirmation for the second mosquitto_sub, however soon ingest sends it.
         sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t", confirm]
         session = ["-c", "-i", f"contract-{d}", "-x", "60"]
-        subprocess.run([*sub, *session, "-E"], check=True, timeout=30)
+        pub = ["mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t", topic, "-m", payload]
+        await asyncio.to_thread(subprocess.run, [*sub, *session, "-E"], check=True, timeout=30)
         try:
-            subprocess.run(
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t", topic]
-                + ["-m", payload],
-                check=True,
-                timeout=30,
-            )
+            await asyncio.to_thread(subprocess.run, pub, check=True, timeout=30)
             received = await asyncio.to_thread(
                 subprocess.run, [*sub, *session, "-C", "1", "-W", "30"], capture_output=True, text=True, timeout=40
             )
         finally:  # forget the session: connect with a clean start, subscribe, leave
-            subprocess.run([*sub, "-i", f"contract-{d}", "-E"], check=False, timeout=30)
+            await asyncio.to_thread(subprocess.run, [*sub, "-i", f"contract-{d}", "-E"], check=False, timeout=30)
         out = received.stdout
         document = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
         assert document["v"] == 1 and document["by"] == f"ingest-{d}"
