@@ -247,6 +247,7 @@ def gateway_status_schema() -> Schema:
                     "unconfirmed_readings",
                     "unconfirmed_messages",
                     "last_confirmation_age_s",
+                    "confirm_latency_s",
                 ],
                 "additionalProperties": False,
                 "properties": {
@@ -265,6 +266,23 @@ def gateway_status_schema() -> Schema:
                     "unconfirmed_readings": _count("Readings published and not yet confirmed."),
                     "unconfirmed_messages": _count("Their messages."),
                     "last_confirmation_age_s": {"type": ["number", "null"], "minimum": 0},
+                    "confirm_latency_s": {
+                        "description": "Publication to confirmation over the last confirmed messages (s).",
+                        "oneOf": [
+                            {"type": "null"},
+                            {
+                                "type": "object",
+                                "required": ["p50", "p99", "max", "samples"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "p50": {"type": "number", "minimum": 0},
+                                    "p99": {"type": "number", "minimum": 0},
+                                    "max": {"type": "number", "minimum": 0},
+                                    "samples": {"type": "integer", "minimum": 1},
+                                },
+                            },
+                        ],
+                    },
                 },
             },
             "adapters": {

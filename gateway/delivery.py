@@ -31,14 +31,17 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
 log = logging.getLogger(__name__)
 
 DeleteOn = Literal["confirm", "puback"]
+#: Confirmation latencies kept for the heartbeat's percentiles.
+LATENCY_SAMPLES = 2048
 
 #: PUBACK reason codes by value, for logs and the heartbeat (MQTT 5.0, 3.4.2.1).
 REASON_NAMES = {
@@ -84,6 +87,7 @@ class Sent:
     attempts: int  #: how many times this range has been published
     deadline: float = 0.0  #: monotonic time of the next publication, unless confirmed before
     mid: int | None = None  #: the message id while the PUBACK is awaited
+    published_at: float = 0.0  #: monotonic time of this publication
     done: bool = False  #: confirmed (or dropped): its heap entry is stale
 
     @property
@@ -130,14 +134,18 @@ class Ledger:
         self.unconfirmed_readings = 0
         self.last_confirmation: float | None = None  # monotonic
         self._logged: dict[int, float] = {}  # reason code -> when it was last logged
+        #: seconds from publication to confirmation of the last `LATENCY_SAMPLES` confirmed messages
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     # -- publishing -----------------------------------------------------------------------------------------
     def has_room(self) -> bool:
         return self.unconfirmed_readings < self.policy.max_unconfirmed_readings
 
-    def sent(self, mid: int, device: str, first: int, last: int, size: int, *, attempts: int = 1) -> Sent:
+    def sent(
+        self, mid: int, device: str, first: int, last: int, size: int, *, attempts: int = 1, now: float = 0.0
+    ) -> Sent:
         """A message was handed to the publisher; until its PUBACK, paho resends it itself after a reconnect."""
-        entry = Sent(device, first, last, size, attempts, mid=mid)
+        entry = Sent(device, first, last, size, attempts, mid=mid, published_at=now)
         self._by_mid[mid] = entry
         self._by_device.setdefault(device, {})[first] = entry
         self.inflight_bytes += size
@@ -207,7 +215,9 @@ class Ledger:
         if not entries:
             return
         for start in [s for s, e in entries.items() if first <= s and e.last <= last]:
-            self._forget(entries[start])
+            entry = entries[start]
+            self._latencies.append(now - entry.published_at)
+            self._forget(entry)
 
     def _bring_forward(self, deadline: float) -> None:
         moved = [entry for _, _, entry in self._due if not entry.done and entry.deadline > deadline]
@@ -244,6 +254,19 @@ class Ledger:
         """The earliest retry deadline (stale heap entries included: waking early only costs a look)."""
         return self._due[0][0] if self._due else None
 
+    def latency(self) -> dict[str, float] | None:
+        """Publication to confirmation over the last confirmed messages: median, 99th percentile, maximum."""
+        if not self._latencies:
+            return None
+        ordered = sorted(self._latencies)
+        n = len(ordered)
+        return {
+            "p50": round(ordered[(n - 1) // 2], 3),
+            "p99": round(ordered[min(n - 1, math.ceil(0.99 * n) - 1)], 3),
+            "max": round(ordered[-1], 3),
+            "samples": n,
+        }
+
     # -- reporting -------------------------------------------------------------------------------------------
     @property
     def unconfirmed_messages(self) -> int:
@@ -262,4 +285,5 @@ class Ledger:
             "last_confirmation_age_s": None
             if self.last_confirmation is None
             else round(now - self.last_confirmation, 1),
+            "confirm_latency_s": self.latency(),
         }

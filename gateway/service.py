@@ -403,7 +403,7 @@ class Gateway:
         run = consecutive_run(rows, self.timing.max_message_bytes)
         payload = encode_message(device, self._units_json(self.spool.kind_of(device)), run)
         mid = self.publisher.publish(self._topic(device), payload)
-        self.ledger.sent(mid, device, run[0].seq, run[-1].seq, len(payload), attempts=attempts)
+        self.ledger.sent(mid, device, run[0].seq, run[-1].seq, len(payload), attempts=attempts, now=time.monotonic())
         self.counts.messages += 1
         self.counts.readings += len(run)
         return run
