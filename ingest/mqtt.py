@@ -98,8 +98,10 @@ class MqttConfig:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    #: Confirmations waiting in paho for the broker, at most (see `MqttSource.publish`).
-    max_queued_publishes: int = 10_000
+    #: Confirmations (QoS 1) waiting in paho for their PUBACK, at most (see `MqttSource.publish`). Small on
+    #: purpose: paho's `loop_read` reads one packet more for each of them per call, which is how far past
+    #: `max_buffered_messages` the buffer can grow before reading pauses.
+    max_queued_publishes: int = 16
     #: Where the filters of the last run are remembered: a persistent session keeps its subscriptions, so
     #: filters removed from the configuration must be unsubscribed explicitly (telegraf#9703).
     subscriptions_file: Path | None = None
@@ -184,8 +186,11 @@ class MqttSource:
                 keyfile=str(config.key_file) if config.key_file else None,
             )
         # What ingest publishes (confirmations to the gateways) is bounded too: at most this many wait in paho
-        # while the broker is away; past that `publish` refuses (the gateway publishes those readings again).
-        client.max_inflight_messages_set(100)
+        # for their PUBACK; past that `publish` refuses and the confirmation is counted as dropped (its gateway
+        # publishes those readings again after its timeout, and they are confirmed then). paho 2.2's
+        # `loop_read` ignores its argument and reads len(_out_messages) + len(_in_messages) packets per call,
+        # so this also bounds how many messages one read can add to the buffer past its limit.
+        client.max_inflight_messages_set(config.max_queued_publishes)
         client.max_queued_messages_set(config.max_queued_publishes)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
