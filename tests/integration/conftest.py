@@ -6,12 +6,14 @@ a machine without the services.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from districtpulse.config import Endpoints
-from districtpulse.services import up
+from districtpulse.services import down, up
+from tests.ingest.support import private_endpoints
 
 _HERE = Path(__file__).parent
 
@@ -32,3 +34,15 @@ def endpoints() -> Endpoints:
     shared = Endpoints.from_env()
     up(shared)
     return shared
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Iterator[Endpoints]:
+    """A private Mosquitto and InfluxDB on free ports with their own state dir, for a test that kills, freezes
+    or restarts them; stopped (by PID) at the end."""
+    endpoints = private_endpoints(tmp_path / "state")
+    up(endpoints, log=lambda _: None)
+    try:
+        yield endpoints
+    finally:
+        down(endpoints, log=lambda _: None)

@@ -15,36 +15,24 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from delivery_support import check_all_stored, gateway_process, last_status
 
 from devices.kinds import DeviceKind
 from districtpulse.config import Endpoints
-from districtpulse.services import down, status, up
+from districtpulse.services import status
 from gateway.adapters.base import DeviceRef
 from gateway.adapters.simulated import values_fn
 from tests.conftest import small_registry_toml
 from tests.ingest.support import (
     influx_query,
     ingest_process,
-    private_endpoints,
     start_services,
     stop_service,
     unique,
 )
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Endpoints]:
-    endpoints = private_endpoints(tmp_path / "state")
-    up(endpoints, log=lambda _: None)
-    try:
-        yield endpoints
-    finally:
-        down(endpoints, log=lambda _: None)
 
 
 def _pid(endpoints: Endpoints, name: str) -> int:

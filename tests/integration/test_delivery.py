@@ -15,33 +15,19 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from delivery_support import check_all_stored, gateway_process, last_status, wait_for_spool
 
 from districtpulse.config import Endpoints
-from districtpulse.services import down, up
 from tests.conftest import small_registry_toml
 from tests.ingest.support import (
     ingest_process,
-    private_endpoints,
     start_services,
     stop_service,
     unique,
 )
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Endpoints]:
-    endpoints = private_endpoints(tmp_path / "state")
-    up(endpoints, log=lambda _: None)
-    try:
-        yield endpoints
-    finally:
-        down(endpoints, log=lambda _: None)
 
 
 def test_a_broker_killed_while_ingest_is_down_loses_nothing(private: Endpoints, tmp_path: Path) -> None:

@@ -17,35 +17,21 @@ What survives what, with the project's Mosquitto config (persistence true, autos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from districtpulse.config import Endpoints
-from districtpulse.services import down, status, up
+from districtpulse.services import status, up
 from ingest import IngestStats, MqttSource, Pipeline
 from tests.ingest.support import (
     Publishing,
     count_points,
     em_messages,
     ingest_settings,
-    private_endpoints,
     stop_service,
     unique,
     wait_until,
     write_registry,
 )
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Endpoints]:
-    endpoints = private_endpoints(tmp_path / "state")
-    up(endpoints, log=lambda _: None)
-    try:
-        yield endpoints
-    finally:
-        down(endpoints, log=lambda _: None)
 
 
 def restart_broker_gracefully(endpoints: Endpoints) -> None:

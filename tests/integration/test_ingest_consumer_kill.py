@@ -10,35 +10,20 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from districtpulse.config import Endpoints
-from districtpulse.services import down, up
 from tests.ingest.support import (
     Publishing,
     count_points,
     em_messages,
     ingest_process,
-    private_endpoints,
     unique,
     wait_until,
     write_registry,
 )
 
 READINGS = 30_000
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Endpoints]:
-    endpoints = private_endpoints(tmp_path / "state")
-    up(endpoints, log=lambda _: None)
-    try:
-        yield endpoints
-    finally:
-        down(endpoints, log=lambda _: None)
 
 
 def test_kill_9_of_the_consumer_mid_stream_then_restart_stores_every_reading_once(

@@ -6,13 +6,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from districtpulse.config import Endpoints
-from districtpulse.services import down, up
 from ingest import IngestStats, MqttSource, Pipeline
 from tests.ingest.support import (
     Publishing,
@@ -20,7 +16,6 @@ from tests.ingest.support import (
     em_messages,
     ingest_process,
     ingest_settings,
-    private_endpoints,
     start_services,
     stop_service,
     unique,
@@ -30,16 +25,6 @@ from tests.ingest.support import (
 
 CAP = 500
 RECEIVE_MAXIMUM = 20
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Endpoints]:
-    endpoints = private_endpoints(tmp_path / "state")
-    up(endpoints, log=lambda _: None)
-    try:
-        yield endpoints
-    finally:
-        down(endpoints, log=lambda _: None)
 
 
 async def test_influxdb_outage_mid_stream_loses_nothing_and_holds_the_inflight_cap(
