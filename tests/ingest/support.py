@@ -132,6 +132,22 @@ class FakeWriter:
         pass
 
 
+def fake_pipeline(tmp_path: Path, registry: Registry, writer: Any, **overrides: Any) -> tuple[Any, FakeSource, Any]:
+    """(pipeline, source, stats) of a Pipeline on an in-memory broker and `writer`, with short timings;
+    `mqtt=` and any other IngestSettings field may be overridden."""
+    from ingest import IngestSettings, IngestStats, Pipeline
+    from ingest.mqtt import MqttConfig
+
+    options: dict[str, Any] = {"batch_interval_s": 0.01, "retry_base_s": 0.001, "retry_max_s": 0.01}
+    mqtt = overrides.pop("mqtt", MqttConfig())
+    settings = IngestSettings(
+        registry=tmp_path / "unused.toml", quarantine=tmp_path / "q.sqlite", mqtt=mqtt, **(options | overrides)
+    )
+    source = FakeSource()
+    stats = IngestStats()
+    return Pipeline(settings, registry, stats=stats, writer=writer, source=source), source, stats
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

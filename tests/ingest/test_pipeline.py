@@ -10,24 +10,15 @@ from pathlib import Path
 import pytest
 
 from devices import Registry
-from ingest import IngestSettings, IngestStats, Pipeline, Quarantine
-from ingest.mqtt import MqttConfig
-from tests.ingest.support import FakeSource, FakeWriter, em_messages, wait_until
+from ingest import IngestStats, Pipeline, Quarantine
+from tests.ingest.support import FakeSource, FakeWriter, em_messages, fake_pipeline, wait_until
 
 
 def _pipeline(
     tmp_path: Path, registry: Registry, writer: FakeWriter, **overrides: object
 ) -> tuple[Pipeline, FakeSource, IngestStats]:
-    options: dict[str, object] = {"batch_interval_s": 0.01, "retry_base_s": 0.001, "retry_max_s": 0.01}
-    settings = IngestSettings(
-        registry=tmp_path / "unused.toml",
-        quarantine=tmp_path / "q.sqlite",
-        mqtt=MqttConfig(),
-        **(options | overrides),  # type: ignore[arg-type]
-    )
-    source = FakeSource()
-    stats = IngestStats()
-    return Pipeline(settings, registry, stats=stats, writer=writer, source=source), source, stats
+    pipeline, source, stats = fake_pipeline(tmp_path, registry, writer, **overrides)
+    return pipeline, source, stats
 
 
 @pytest.fixture

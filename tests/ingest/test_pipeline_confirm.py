@@ -14,29 +14,17 @@ import pytest
 
 from devices import Registry, encode_batch, readings_topic, units_for
 from devices.wire import decode_confirm, merge_ranges
-from ingest import IngestSettings, IngestStats, Pipeline
+from ingest import IngestStats, Pipeline
 from ingest.mqtt import Message, MqttConfig
-from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, wait_until
+from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, fake_pipeline, wait_until
 
 
 def _pipeline(
     tmp_path: Path, registry: Registry, writer: FakeWriter, **overrides: object
 ) -> tuple[Pipeline, FakeSource, IngestStats]:
-    options: dict[str, object] = {
-        "batch_interval_s": 0.01,
-        "retry_base_s": 0.001,
-        "retry_max_s": 0.01,
-        "confirm_delay_s": 0.01,
-    }
-    settings = IngestSettings(
-        registry=tmp_path / "unused.toml",
-        quarantine=tmp_path / "q.sqlite",
-        mqtt=MqttConfig(client_id="ingest-under-test"),
-        **(options | overrides),  # type: ignore[arg-type]
-    )
-    source = FakeSource()
-    stats = IngestStats()
-    return Pipeline(settings, registry, stats=stats, writer=writer, source=source), source, stats
+    options = {"confirm_delay_s": 0.01, "mqtt": MqttConfig(client_id="ingest-under-test")}
+    pipeline, source, stats = fake_pipeline(tmp_path, registry, writer, **(options | overrides))
+    return pipeline, source, stats
 
 
 @pytest.fixture
