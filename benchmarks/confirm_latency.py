@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from ingest_throughput import free_port  # noqa: E402  (this folder is on sys.path: it holds the script)
 
 from districtpulse import services  # noqa: E402
 from districtpulse.config import Endpoints  # noqa: E402
@@ -75,22 +76,6 @@ def registry_toml(devices: int, gateways: int) -> str:
             for d in range(g, devices, gateways)
         )
     return "\n".join(lines) + "\n"
-
-
-def free_port(pair: bool = False) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if not pair:
-            return port
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
 
 
 class Statuses:
