@@ -3,6 +3,13 @@
     dp/v1/<district>/<gateway>/<device>/<kind>     one device's batch of readings (QoS 1)
     dp/v1/<district>/<gateway>/status              the gateway's retained status, with its Last Will
     dp/v1/<district>/<gateway>/confirm             ingest -> gateway: the sequence ranges now stored (QoS 1)
+    dp/v1/<district>/<gateway>/<device>/evicted    gateway -> ingest: a run of readings its spool deleted
+                                                   unconfirmed (`devices.wire.Eviction`, QoS 1)
+
+An eviction notice has the readings topics' six levels, with `evicted` where the kind goes: ingest's
+subscription and the gateways' ACL already cover it. An ingest that predates notices quarantines them as
+`bad_topic` and cannot confirm them: the gateway keeps its (bounded) records and sends them again with
+backoff until an upgraded ingest confirms them (upgrade ingest first, as for confirmations).
 
 Identifiers are restricted (see `ID_PATTERN`) so that they are safe in topics (no `/`, `+`, `#`) and in
 InfluxDB line protocol tags (no spaces, commas or `=`), which lets ingest use them without escaping.
@@ -40,6 +47,14 @@ def check_id(value: str, what: str = "id") -> str:
 
 def readings_topic(district: str, gateway: str, device: str, kind: DeviceKind | str) -> str:
     return f"{ROOT}/{district}/{gateway}/{device}/{DeviceKind(kind).value}"
+
+
+#: The last level of an eviction notice's topic (never a device kind).
+EVICTED = "evicted"
+
+
+def evicted_topic(district: str, gateway: str, device: str) -> str:
+    return f"{ROOT}/{district}/{gateway}/{device}/{EVICTED}"
 
 
 def status_topic(district: str, gateway: str) -> str:

@@ -7,6 +7,7 @@ without them, which keeps the gateway's memory small on a Raspberry Pi.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 #: A gateway sends one message per device per publish interval; this bounds the memory one message can take.
@@ -192,3 +193,80 @@ def decode_confirm(payload: bytes) -> Ranges:
             checked.append((r[0], r[1]))
         out[device] = checked
     return out
+
+
+# -- eviction notices: gateway -> ingest, on dp/v1/<district>/<gateway>/<device>/evicted (QoS 1) -------------
+#: Why the spool deleted unconfirmed readings (`gateway.spool`): its byte bound, or its age bound.
+EVICTION_REASONS = ("bytes_limit", "age")
+#: The eviction classes (`gateway.spool.ReadingClass`) by name.
+EVICTION_CLASSES = ("instant", "mixed", "register", "event")
+#: An eviction notice is a few hundred bytes; anything much larger is not one.
+MAX_EVICTION_BYTES = 4096
+
+
+class EvictionError(ValueError):
+    """An eviction notice that does not follow the format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """A run of consecutive sequence numbers of one device that the gateway's spool deleted unconfirmed:
+    readings `first`..`last` (inclusive, all of them), stamped `first_ts`..`last_ts` (ms)."""
+
+    device: str
+    first: int
+    last: int
+    first_ts: int
+    last_ts: int
+    reason: str
+    cls: str
+
+    @property
+    def readings(self) -> int:
+        return self.last - self.first + 1
+
+
+def encode_eviction(e: Eviction) -> bytes:
+    """`{"v":1,"device":..,"seq":[first,last],"evicted":{"ts":[first_ts,last_ts],"reason":..,"class":..}}`:
+    the `seq` range is what ingest confirms back, exactly like a readings message's."""
+    return (
+        f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(e.device)},"seq":[{e.first},{e.last}],'
+        f'"evicted":{{"ts":[{e.first_ts},{e.last_ts}],"reason":"{e.reason}","class":"{e.cls}"}}}}'
+    ).encode()
+
+
+def _is_range(value: object) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 2
+        and type(value[0]) is int
+        and type(value[1]) is int
+        and 0 <= value[0] <= value[1] <= MAX_SEQ
+    )
+
+
+def decode_eviction(payload: bytes) -> Eviction:
+    """The notice in `payload`; EvictionError says what is wrong with it."""
+    if len(payload) > MAX_EVICTION_BYTES:
+        raise EvictionError(f"eviction notice of {len(payload)} bytes, more than {MAX_EVICTION_BYTES}")
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        raise EvictionError(f"not JSON: {exc}") from None
+    if type(doc) is not dict or doc.get("v") != SCHEMA_VERSION or set(doc) != {"v", "device", "seq", "evicted"}:
+        raise EvictionError("expected an object with exactly v=1, device, seq and evicted")
+    device, seq, body = doc["device"], doc["seq"], doc["evicted"]
+    if type(device) is not str or not device:
+        raise EvictionError("device: expected a non-empty string")
+    if not _is_range(seq):
+        raise EvictionError(f"seq: {str(seq)[:60]} is not a range [first, last], 0 <= first <= last <= {MAX_SEQ}")
+    if type(body) is not dict or set(body) != {"ts", "reason", "class"}:
+        raise EvictionError("evicted: expected an object with exactly ts, reason and class")
+    ts = body["ts"]
+    if not _is_range(ts):
+        raise EvictionError(f"evicted.ts: {str(ts)[:60]} is not [first_ts, last_ts] in ms, first <= last")
+    if body["reason"] not in EVICTION_REASONS:
+        raise EvictionError(f"evicted.reason: {str(body['reason'])[:40]!r}, expected one of {EVICTION_REASONS}")
+    if body["class"] not in EVICTION_CLASSES:
+        raise EvictionError(f"evicted.class: {str(body['class'])[:40]!r}, expected one of {EVICTION_CLASSES}")
+    return Eviction(device, seq[0], seq[1], ts[0], ts[1], body["reason"], body["class"])

@@ -40,7 +40,10 @@ from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
-from devices.validation import kept_payload
+from devices.topics import EVICTED, source_of
+from devices.validation import Reason, kept_payload
+from devices.wire import Eviction, EvictionError, decode_eviction
+from ingest.accounting import eviction_line, quarantine_lines
 from ingest.confirm import Confirmer, ConfirmStats, confirm_key
 from ingest.errors import SinkRefused, SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
@@ -101,6 +104,12 @@ class IngestStats:
     inflight_readings_max: int = 0
     abandoned_readings: int = 0
     confirmations: ConfirmStats = field(default_factory=ConfirmStats)
+    #: gateways' eviction notices stored (`ingest.accounting`), and the readings they say were evicted
+    eviction_notices: int = 0
+    readings_evicted_at_edge: int = 0
+    #: `unstored` points written (quarantine runs and eviction notices), and those InfluxDB refused
+    accounting_points: int = 0
+    accounting_refused: int = 0
     #: InfluxDB refusing every write (401/403/404): shared by the writers, exported as dp_ingest_sink_down
     sink: SinkState = field(default_factory=SinkState)
 
@@ -123,6 +132,10 @@ class IngestStats:
             "unconfirmable_messages": self.confirmations.unconfirmable,
             "confirmations_sent": self.confirmations.documents,
             "confirmations_dropped": self.confirmations.dropped,
+            "eviction_notices": self.eviction_notices,
+            "readings_evicted_at_edge": self.readings_evicted_at_edge,
+            "accounting_points": self.accounting_points,
+            "accounting_refused": self.accounting_refused,
             "sink_down": self.sink.down_reason,
         }
 
@@ -138,25 +151,29 @@ class Observer:
 
 
 _NO_REJECTIONS: frozenset[int] = frozenset()
+_EVICTED = f"/{EVICTED}"
 #: How long the receive loop may validate without letting the event loop serve the writers.
 _YIELD_EVERY_S = 0.002
 
 
 @dataclass(slots=True, eq=False)
 class _Part:
-    """One message's good readings as line protocol, travelling together to the writer."""
+    """One message's good readings as line protocol, travelling together to the writer, followed by its
+    `unstored` points (`ingest.accounting`: what of it was quarantined, or the eviction it reports)."""
 
     message: Message
     device: str
     lines: list[str]
-    #: indexes (in the payload) of the readings validation rejected; the lines are the others, in order
+    #: indexes (in the payload) of the readings validation rejected; the readings' lines are the others, in order
     rejected: frozenset[int]
+    #: how many of `lines` are readings (the first ones); the rest are `unstored` points
+    good: int
 
     def reading_index(self, line: int) -> int:
-        """The payload index of the reading that line `line` encodes."""
+        """The payload index of the reading that line `line` (< `good`) encodes."""
         if not self.rejected:
             return line
-        kept = (i for i in range(len(self.lines) + len(self.rejected)) if i not in self.rejected)
+        kept = (i for i in range(self.good + len(self.rejected)) if i not in self.rejected)
         for n, index in enumerate(kept):
             if n == line:
                 return index
@@ -166,7 +183,10 @@ class _Part:
 @dataclass(slots=True)
 class _Batch:
     parts: list[_Part] = field(default_factory=list)
+    #: lines, readings and `unstored` points together (what the in-flight cap counts)
     readings: int = 0
+    #: of which `unstored` points
+    points: int = 0
 
 
 class Pipeline:
@@ -205,6 +225,8 @@ class Pipeline:
     def _validate(self, msg: Message, now: int, rejected: list[QuarantineEntry]) -> _Part | None:
         """Validate one message; collect its rejections in `rejected`; return its good readings, if any."""
         stats = self.stats
+        if msg.topic.endswith(_EVICTED):
+            return self._eviction(msg, now, rejected)
         fast = self._fast.lines(msg.topic, msg.payload, now)
         if fast is not None:  # the common case: every reading valid (see ingest.fastpath)
             n = len(fast.lines)
@@ -218,7 +240,7 @@ class Pipeline:
                 fast.first_seq,
                 fast.first_seq + n - 1,
             )
-            return _Part(msg, fast.device.id, fast.lines, _NO_REJECTIONS)
+            return _Part(msg, fast.device.id, fast.lines, _NO_REJECTIONS, len(fast.lines))
         result = validate_message(msg.topic, msg.payload, self.registry, now_ms=now)
         msg.confirm = confirm_key(msg.topic, result.seq)
         stats.messages += 1
@@ -226,15 +248,52 @@ class Pipeline:
         stats.readings_received += good + (result.rejected_readings if result.rejected else 0)
         stats.readings_valid += good
         device = result.device.id if result.device is not None else None
+        points: list[str] = []
         if result.rejected:
             payload = kept_payload(msg.payload)  # all of it, or of a too_large one only its start
             rejected.extend(QuarantineEntry.of(msg.topic, device, r, payload, now) for r in result.rejected)
             self._log_rejections(msg, result.rejected)
-        if good and device is not None:
-            lines = encode_readings(self._keys[device], result.good, result.seqs)
+            if result.device is not None and result.seq is not None:
+                points = quarantine_lines(result.device, result.seq, result.rejected, msg.payload, now)
+        if (good or points) and device is not None:
+            lines = encode_readings(self._keys[device], result.good, result.seqs) if good else []
             skipped = frozenset(r.index for r in result.rejected if r.index is not None)
-            return _Part(msg, device, lines, skipped)
+            return _Part(msg, device, lines + points, skipped, len(lines))
         return None
+
+    def _eviction(self, msg: Message, now: int, rejected: list[QuarantineEntry]) -> _Part | None:
+        """A gateway's eviction notice (`devices.wire.Eviction`): its `unstored` point, confirmed like a message
+        once written. A notice that is wrong is quarantined; it is confirmed only if it names the topic's own
+        device (its seq range then means what the gateway meant), so a wrong one is sent again, not dropped."""
+        self.stats.messages += 1
+        source = source_of(msg.topic)
+        device = self.registry.devices.get(source[2]) if source is not None else None
+        notice: Eviction | None = None
+        try:
+            notice = decode_eviction(msg.payload)
+        except EvictionError as exc:
+            problem: tuple[Reason, str] | None = (Reason.INVALID_SCHEMA, f"eviction notice: {exc}")
+        else:
+            problem = None
+            if source is None:
+                problem = (Reason.BAD_TOPIC, f"eviction notice on {msg.topic[:200]!r}")
+            elif notice.device != source[2]:
+                problem = (Reason.DEVICE_MISMATCH, f"notice device {notice.device!r} != topic device {source[2]!r}")
+            elif device is None:
+                problem = (Reason.UNKNOWN_DEVICE, f"eviction notice: device {source[2]!r} is not in the registry")
+            elif device.gateway != source[1] or device.district != source[0]:
+                problem = (Reason.WRONG_GATEWAY, f"eviction notice: {device.id!r} is not behind {source[1]!r}")
+            if source is not None and notice.device == source[2]:
+                msg.confirm = confirm_key(msg.topic, (notice.first, notice.last))
+        if problem is not None or device is None or notice is None:
+            reason, detail = problem or (Reason.BAD_TOPIC, "eviction notice")
+            rejection = Rejection(reason, detail, None, notice.readings if notice else 1)
+            rejected.append(QuarantineEntry.of(msg.topic, device.id if device else None, rejection, msg.payload, now))
+            self._log_rejections(msg, [rejection])
+            return None
+        self.stats.eviction_notices += 1
+        self.stats.readings_evicted_at_edge += notice.readings
+        return _Part(msg, device.id, [eviction_line(device, notice)], _NO_REJECTIONS, 0)
 
     def _log_rejections(self, msg: Message, rejections: list[Rejection]) -> None:
         first = rejections[0]
@@ -319,6 +378,7 @@ class Pipeline:
                     self._deadline = time.monotonic() + self.settings.batch_interval_s
                 batch.parts.append(part)
                 batch.readings += n
+                batch.points += n - part.good
                 if batch.readings >= self.settings.batch_readings:
                     settle()  # this batch may hold a message's good readings: its rejections are committed first
                     await self._flush()
@@ -409,7 +469,9 @@ class Pipeline:
         body = "\n".join(part.lines[k] for part, k in lines).encode()
         try:
             await self._write_with_retry(body, len(lines))
-            self.stats.readings_stored += len(lines)
+            points = sum(1 for part, k in lines if k >= part.good)
+            self.stats.readings_stored += len(lines) - points
+            self.stats.accounting_points += points
         except SinkRejected as exc:
             await self._bisect(lines, exc)
 
@@ -424,6 +486,11 @@ class Pipeline:
         await self._write_lines(lines[mid:])
 
     def _quarantine_line(self, part: _Part, line: int, exc: SinkRejected) -> None:
+        if line >= part.good:  # an `unstored` point: what it accounts for is in the quarantine, or evicted
+            self.stats.accounting_refused += 1
+            fields = {"topic": part.message.topic[:200], "status": exc.status, "body": exc.body[:300]}
+            log.warning("unstored point refused: those readings will count as lost", extra={"fields": fields})
+            return
         index = part.reading_index(line)
         detail = f"{WRITE_REJECTED}: InfluxDB refused readings[{index}] ({exc.status}): {exc.body[:400]}"
         entry = QuarantineEntry(
@@ -445,7 +512,8 @@ class Pipeline:
         body = "\n".join(chain.from_iterable(part.lines for part in batch.parts)).encode()
         try:
             await self._write_with_retry(body, batch.readings)
-            self.stats.readings_stored += batch.readings
+            self.stats.readings_stored += batch.readings - batch.points
+            self.stats.accounting_points += batch.points
         except SinkRejected as exc:
             await self._bisect([(part, k) for part in batch.parts for k in range(len(part.lines))], exc)
         self.stats.batches_written += 1

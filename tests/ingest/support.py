@@ -99,7 +99,8 @@ class FakeSource:
 
 class FakeWriter:
     """A database: down (SinkUnavailable) while `down` is set; refuses any line containing one of
-    `refuse` (storing the other lines, as InfluxDB 1.x does with a partial write)."""
+    `refuse` (storing the other lines, as InfluxDB 1.x does with a partial write). Readings' lines are kept
+    in `lines`, the `unstored` points (`ingest.accounting`) in `unstored`."""
 
     def __init__(self, *, refuse: Sequence[str] = (), fail_first: int = 0) -> None:
         self.down = False
@@ -107,6 +108,7 @@ class FakeWriter:
         self.refuse = tuple(refuse)
         self.requests: list[bytes] = []
         self.lines: set[str] = set()
+        self.unstored: set[str] = set()
         self.calls = 0
         self.prepared = False
 
@@ -124,7 +126,9 @@ class FakeWriter:
         self.requests.append(body)
         lines = body.decode().split("\n")
         bad = [line for line in lines if any(r in line for r in self.refuse)]
-        self.lines.update(line for line in lines if line not in bad)
+        for line in lines:
+            if line not in bad:
+                (self.unstored if line.startswith("unstored,") else self.lines).add(line)
         if bad:
             raise SinkRejected("partial write", status=400, body=f'{{"error":"partial write: dropped={len(bad)}"}}')
 
