@@ -28,6 +28,8 @@ from devices.topics import ID_PATTERN
 from devices.wire import (
     CLOCK_UNSYNCED,
     CONFIRM_VERSION,
+    EVICTION_CLASSES,
+    EVICTION_REASONS,
     MAX_READINGS_PER_BATCH,
     MAX_SEQ,
     REASON_CONNECTION_LOST,
@@ -35,7 +37,14 @@ from devices.wire import (
     SCHEMA_VERSION,
 )
 
-__all__ = ["SCHEMAS", "confirmation_schema", "gateway_status_schema", "readings_batch_schema", "write"]
+__all__ = [
+    "SCHEMAS",
+    "confirmation_schema",
+    "eviction_notice_schema",
+    "gateway_status_schema",
+    "readings_batch_schema",
+    "write",
+]
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ID = f"^{ID_PATTERN}$"
@@ -216,6 +225,7 @@ def gateway_status_schema() -> Schema:
                     "buffered": _count("Readings waiting for the next group commit."),
                     "oldest_age_s": {"type": ["number", "null"], "description": "Age of the oldest spooled one."},
                     "evicted": _count("Readings deleted by the spool's bounds, over its whole life."),
+                    "evictions_unconfirmed": _count("Eviction records (runs) sent or to send, not yet confirmed."),
                     "counters": {
                         "type": "object",
                         "additionalProperties": {"type": "integer", "minimum": 0},
@@ -347,11 +357,56 @@ def confirmation_schema() -> Schema:
     }
 
 
+def eviction_notice_schema() -> Schema:
+    """A gateway's notice of readings its spool deleted unconfirmed (`devices.wire.encode_eviction`)."""
+    return {
+        "$schema": DRAFT,
+        "$id": _id("eviction-notice"),
+        "title": "Eviction notice (v1)",
+        "description": (
+            "Gateway -> ingest, on dp/v1/<district>/<gateway>/<device>/evicted, QoS 1, not retained: the readings "
+            "`seq[0]`..`seq[1]` of the topic's device (every one of them) were deleted by the gateway's spool "
+            "bounds before ingest confirmed them. Ingest stores it as an `unstored` point with stage=edge "
+            "(`ingest.accounting`) and confirms the range like a readings message's; until then the gateway "
+            "sends it again. Completeness counts those readings as evicted at the edge, not lost in transit."
+        ),
+        "type": "object",
+        "required": ["v", "device", "seq", "evicted"],
+        "additionalProperties": False,
+        "properties": {
+            "v": {"const": SCHEMA_VERSION, "description": "Schema version."},
+            "device": {"type": "string", "pattern": ID, "description": "The topic's device."},
+            "seq": {"$ref": "#/$defs/range", "description": "The evicted sequence numbers, inclusive."},
+            "evicted": {
+                "type": "object",
+                "required": ["ts", "reason", "class"],
+                "additionalProperties": False,
+                "properties": {
+                    "ts": {"$ref": "#/$defs/range", "description": "First and last reading's timestamps, UTC ms."},
+                    "reason": {"enum": list(EVICTION_REASONS), "description": "The byte bound, or the age bound."},
+                    "class": {"enum": list(EVICTION_CLASSES), "description": "The readings' eviction class."},
+                },
+            },
+        },
+        "$defs": {
+            "range": {
+                "type": "array",
+                "prefixItems": [{"$ref": "#/$defs/int"}, {"$ref": "#/$defs/int"}],
+                "items": False,
+                "minItems": 2,
+                "description": "[first, last], inclusive, first <= last (not expressible here).",
+            },
+            "int": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+        },
+    }
+
+
 #: File name in docs/contract -> its schema.
 SCHEMAS = {
     "readings-batch.schema.json": readings_batch_schema,
     "gateway-status.schema.json": gateway_status_schema,
     "confirmation.schema.json": confirmation_schema,
+    "eviction-notice.schema.json": eviction_notice_schema,
 }
 
 

@@ -169,16 +169,17 @@ class Ledger:
             self.counts.puback_reasons[code] += 1
             self._log_reason(code, entry, now)
             if not entry.done:  # the broker did not take it: nobody subscribed, not authorized, over quota...
-                self._schedule(entry, now + self._wait(self.policy.retry_min_s, entry.attempts))
+                self._schedule(entry, now + self.backoff(self.policy.retry_min_s, entry.attempts))
             return None
         if not entry.done:
             if self.policy.delete_on == "puback":
                 self._forget(entry)
             else:
-                self._schedule(entry, now + self._wait(self.policy.timeout_s, entry.attempts))
+                self._schedule(entry, now + self.backoff(self.policy.timeout_s, entry.attempts))
         return entry
 
-    def _wait(self, base: float, attempts: int) -> float:
+    def backoff(self, base: float, attempts: int) -> float:
+        """How long to wait before attempt `attempts + 1`: `base` doubling per attempt, capped, with jitter."""
         wait: float = min(base * 2.0 ** max(0, attempts - 1), self.policy.timeout_max_s)
         return wait * self._rng.uniform(0.8, 1.2)  # jitter: gateways that lost the same broker do not retry together
 

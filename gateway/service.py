@@ -13,6 +13,9 @@ Threads:
   When a device has more waiting than one message holds (after an outage), the next cycle comes as soon as
   there is room (PUBACKs and confirmations wake the loop) instead of a full interval later, so a backlog
   drains as fast as ingest stores it, and the bounds keep memory flat while it does.
+  Each cycle also sends the spool's unconfirmed eviction records as eviction notices (at most
+  `NOTICES_PER_CYCLE`, each again after the confirmation timeout, doubling), so ingest can tell readings
+  evicted here from readings lost in transit (`aggregation.completeness`).
 
 Nothing is published before it is committed, and nothing is deleted before ingest confirms that it is stored
 (or, with `delete_on = "puback"`, before the broker's successful PUBACK): a crash of the gateway, the broker
@@ -38,23 +41,29 @@ from importlib import metadata
 from typing import Protocol
 
 from devices.kinds import DeviceKind, units_for
-from devices.topics import confirm_topic, readings_topic, status_topic
+from devices.topics import confirm_topic, evicted_topic, readings_topic, status_topic
 from devices.wire import (
     CLOCK_UNSYNCED,
     REASON_CONNECTION_LOST,
     REASON_SHUTDOWN,
     SCHEMA_VERSION,
     ConfirmError,
+    Eviction,
     decode_confirm,
+    encode_eviction,
     encode_status,
 )
 from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
 from gateway.delivery import DeliveryPolicy, Ledger, Sent
 from gateway.publisher import Will
-from gateway.spool import Spool, SpooledReading
+from gateway.spool import EvictedRun, Spool, SpooledReading
 
 log = logging.getLogger(__name__)
+
+#: Eviction notices sent per publish cycle at most (a long outage's records go out over several cycles).
+NOTICES_PER_CYCLE = 32
+_NoticeKey = tuple[str, int, int]  # device, first seq, last seq
 
 
 def software_version() -> str:
@@ -77,6 +86,10 @@ def encode_message(device: str, units_json: str, rows: Sequence[SpooledReading])
         f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(device)},"seq":[{rows[0].seq},{rows[-1].seq}]{clock},'
         f'"units":{units_json},"readings":[{readings}]}}'
     ).encode()
+
+
+def _notice(run: EvictedRun) -> bytes:
+    return encode_eviction(Eviction(run.device, run.first, run.last, run.first_ts, run.last_ts, run.reason, run.cls))
 
 
 def consecutive_run(rows: Sequence[SpooledReading], max_bytes: int | None = None) -> Sequence[SpooledReading]:
@@ -162,6 +175,7 @@ class Counts:
     acked_messages: int = 0
     acked_readings: int = 0
     cycles: int = 0
+    eviction_notices: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -169,6 +183,7 @@ class Counts:
             "readings": self.readings,
             "acked_messages": self.acked_messages,
             "acked_readings": self.acked_readings,
+            "eviction_notices": self.eviction_notices,
         }
 
 
@@ -262,6 +277,8 @@ class Gateway:
         self._wake = threading.Event()  # set by the spool when its buffer is half full
         self.spool.on_pressure = self._wake.set
         self._backlog = False  # some device has more committed readings than its last message took
+        self._notice_due: dict[_NoticeKey, tuple[float, int]] = {}  # -> (next send, attempts so far)
+        self._notice_mids: dict[int, _NoticeKey] = {}  # notices awaiting their PUBACK
         will = self._status_payload("offline", reason=REASON_CONNECTION_LOST, full=False)
         subscriptions = [(self.confirm_topic, self._on_confirm)] if self.timing.delivery.delete_on == "confirm" else []
         self.publisher = self.make_publisher(self._on_ack, Will(self.status_topic, will), subscriptions)
@@ -283,6 +300,7 @@ class Gateway:
                     "buffered": stats.buffered,
                     "oldest_age_s": None if stats.oldest_ts is None else round((now - stats.oldest_ts) / 1000, 1),
                     "evicted": self.spool.evicted,
+                    "evictions_unconfirmed": self.spool.eviction_records,
                     "counters": stats.counters,
                 },
                 "published": self.counts.as_dict(),
@@ -369,6 +387,9 @@ class Gateway:
             mid, code = self._acks.popleft()
             entry = self.ledger.puback(mid, code, now)
             if entry is None:
+                notice = self._notice_mids.pop(mid, None)
+                if notice is not None and delete and code == 0:
+                    self.spool.ack(*notice)  # (`delete_on = "puback"`: the broker's word is enough)
                 continue  # the status message, or a message the broker did not take (published again later)
             self.counts.acked_messages += 1
             self.counts.acked_readings += entry.readings
@@ -416,15 +437,42 @@ class Gateway:
             run = self._publish_run(entry.device, rows, entry.attempts + 1)
             rows = rows[len(run) :]
 
+    def _publish_notices(self, now: float) -> None:
+        """Send the eviction records whose turn it is (never sent, or not confirmed within the timeout)."""
+        runs = self.spool.evicted_runs(NOTICES_PER_CYCLE * 4) if self.spool.eviction_records else []
+        if not runs:
+            self._notice_due.clear()
+            return
+        policy = self.timing.delivery
+        live: set[_NoticeKey] = set()
+        sent = 0
+        for run in runs:
+            key = (run.device, run.first, run.last)
+            live.add(key)
+            due, attempts = self._notice_due.get(key, (0.0, 0))
+            if now < due or sent >= NOTICES_PER_CYCLE or not self._has_room():
+                continue
+            mid = self.publisher.publish(evicted_topic(self.district, self.gateway_id, run.device), _notice(run))
+            if len(self._notice_mids) > 4 * NOTICES_PER_CYCLE:
+                self._notice_mids.clear()  # PUBACKs lost with a connection: those notices are sent again anyway
+            self._notice_mids[mid] = key
+            self._notice_due[key] = (now + self.ledger.backoff(policy.timeout_s, attempts + 1), attempts + 1)
+            self.counts.eviction_notices += 1
+            sent += 1
+        if len(runs) < NOTICES_PER_CYCLE * 4:
+            for key in set(self._notice_due) - live:
+                del self._notice_due[key]  # confirmed (or merged into a longer run, sent as that)
+
     def publish_cycle(self) -> bool:
-        """Unconfirmed messages whose wait is over, then at most one message per device; True if some device
-        still has unpublished readings (or retries are waiting for room)."""
+        """Unconfirmed messages whose wait is over, eviction notices, then at most one message per device; True
+        if some device still has unpublished readings (or retries are waiting for room)."""
         backlog = False
         while self._has_room():
             due = self.ledger.take_due(time.monotonic(), 1)
             if not due:
                 break
             self._republish(due[0])
+        self._publish_notices(time.monotonic())
         devices = self.spool.device_ids
         if not devices:
             return False
@@ -456,6 +504,7 @@ class Gateway:
             all(r.finished for r in self._running)
             and self.spool.buffered == 0
             and self.spool.readings == 0
+            and self.spool.eviction_records == 0
             and self.ledger.awaiting_puback == 0
         )
 

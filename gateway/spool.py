@@ -39,7 +39,15 @@ The age bounds apply the same policy by age: instantaneous values older than `in
 shed (steps 1-2), and anything older than `max_age_s` is deleted. Readings stamped while the clock was not
 synchronised are exempt from the age bounds (their timestamps may be years off) but not from the byte
 bound. Every eviction is counted by reason and class, in the spool itself so the counts survive restarts.
-Deleted readings leave sequence gaps, which is how ingest sees what was lost.
+
+Deleted readings leave sequence gaps, and a gap alone does not say whether a reading was evicted here or
+lost on its way. So each eviction also writes, in the same transaction, a record per run of consecutive
+seqs of one device (`evictions`: the run, its first and last timestamps, reason and class; adjacent runs
+with the same reason and class are merged). The gateway sends each record as an eviction notice
+(`devices.wire.Eviction`) and deletes it, like a reading, when ingest confirms its seq range
+(`ack`); `aggregation.completeness` then counts those readings as evicted at the edge, not lost. The
+records are bounded (`MAX_EVICTION_RECORDS`, about 100 bytes each): past the bound the oldest are deleted
+and counted (`eviction_records_dropped`, `eviction_readings_unreported`): their readings will show as lost.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ ROW_OVERHEAD = 48
 #: Flag bits stored with each reading.
 UNSYNCED = 1
 _EVICT_CHUNK = 2000
+#: Eviction records kept until confirmed (see the module docstring); the oldest go first past it.
+MAX_EVICTION_RECORDS = 10_000
 _HEADROOM = 0.05
 
 #: Metrics of a device kind whose change marks an event; they are kept with the registers when stripping.
@@ -107,6 +117,19 @@ class SpooledReading:
     ts: int
     unsynced: bool
     body: str  # the values as compact JSON, exactly as they go into the payload
+
+
+@dataclass(frozen=True, slots=True)
+class EvictedRun:
+    """A run of consecutive seqs of one device that the spool deleted unconfirmed (`evictions` table)."""
+
+    device: str
+    first: int
+    last: int
+    first_ts: int
+    last_ts: int
+    reason: str
+    cls: str
 
 
 @dataclass(slots=True)
@@ -149,6 +172,10 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_cls_ts ON readings (cls, ts);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS evictions (
+    device INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL, reason TEXT NOT NULL, cls TEXT NOT NULL, PRIMARY KEY (device, first_seq))
+    WITHOUT ROWID;
 """
 
 _Row = tuple[int, int, int, int, int, str]  # device idx, seq, ts, cls, flags, body
@@ -206,6 +233,7 @@ class Spool:
         self._by_idx: dict[int, _Device] = {}
         self._counters: dict[str, int] = {}
         self._dirty_counters: set[str] = set()
+        self._eviction_records = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -228,6 +256,7 @@ class Spool:
             raise SpoolError(f"spool {self.path} has schema {row[0]}, this gateway reads {SCHEMA_VERSION}")
 
     def _load(self) -> None:
+        self._eviction_records = self._db.execute("SELECT count(*) FROM evictions").fetchone()[0]
         upto = dict(self._db.execute("SELECT device, max(seq) FROM readings GROUP BY device").fetchall())
         for idx, dev_id, kind, next_seq in self._db.execute("SELECT idx, id, kind, next_seq FROM devices"):
             self._remember(idx, dev_id, DeviceKind(kind), next_seq, next_seq - 1)
@@ -412,8 +441,9 @@ class Spool:
         return self._devices[device_id].committed_upto
 
     def ack(self, device_id: str, first_seq: int, last_seq: int) -> None:
-        """These readings are delivered (confirmed by ingest, see `gateway.delivery`): delete them at the next
-        commit. Seqs no longer spooled are ignored, so a repeated confirmation is harmless."""
+        """These readings are delivered (confirmed by ingest, see `gateway.delivery`): delete them, and the
+        eviction records that lie wholly within the range, at the next commit. Seqs no longer spooled are
+        ignored, so a repeated confirmation is harmless."""
         self._acks.append((self._devices[device_id].idx, first_seq, last_seq))
 
     def commit(self) -> int:
@@ -450,6 +480,13 @@ class Spool:
                         (idx, first, last),
                     ).fetchall()
                 )
+            if acks and self._eviction_records:
+                for idx, first, last in acks:
+                    gone = db.execute(
+                        "DELETE FROM evictions WHERE device = ? AND first_seq >= ? AND last_seq <= ? RETURNING 1",
+                        (idx, first, last),
+                    ).fetchall()
+                    self._eviction_records -= len(gone)
             if self._bytes > self.limits.max_bytes:
                 self._evict_bytes()
             self._flush_counters()
@@ -484,7 +521,7 @@ class Spool:
             self._dirty_counters.clear()
 
     # -- eviction (inside the commit transaction) ----------------------------------------------------------------
-    def _oldest(self, cls: ReadingClass, before_ts: int | None, columns: str) -> list[tuple[int, int, Any]]:
+    def _oldest(self, cls: ReadingClass, before_ts: int | None, columns: str) -> list[Any]:
         """The oldest readings of a class (by timestamp), at most `_EVICT_CHUNK`; with `before_ts`, only those
         older than it that were stamped by a synchronised clock."""
         if before_ts is None:
@@ -498,22 +535,80 @@ class Spool:
 
     def _delete_oldest(self, cls: ReadingClass, *, before_ts: int | None = None, target: int | None = None) -> int:
         """Delete readings of one class, oldest first, until the spool is at or under `target` bytes (exactly
-        as many as needed), or every one older than `before_ts`."""
+        as many as needed), or every one older than `before_ts`; record what was deleted (`_record`)."""
         deleted = 0
         while target is None or self._bytes > target:
-            rows = self._oldest(cls, before_ts, "length(body)")
+            rows = self._oldest(cls, before_ts, "length(body), ts")
             doomed = []
-            for idx, seq, length in rows:
+            stamps = []
+            for idx, seq, length, ts in rows:
                 if target is not None and self._bytes <= target:
                     break
                 doomed.append((idx, seq))
+                stamps.append(ts)
                 self._bytes -= int(length) + ROW_OVERHEAD
             self._db.executemany("DELETE FROM readings WHERE device = ? AND seq = ?", doomed)
+            self._record(doomed, stamps, "age" if before_ts is not None else "bytes_limit", cls.name.lower())
             self._readings -= len(doomed)
             deleted += len(doomed)
             if len(rows) < _EVICT_CHUNK:
                 break
         return deleted
+
+    def _record(self, doomed: list[tuple[int, int]], stamps: list[int], reason: str, cls: str) -> None:
+        """Eviction records for deleted (device, seq)s: one per run of consecutive seqs of a device, merged
+        into the device's record that ends just before it (same reason and class); the oldest past the bound
+        are deleted and counted."""
+        if not doomed:
+            return
+        runs: list[list[int]] = []  # [device, first, last, first_ts, last_ts]
+        for (idx, seq), ts in sorted(zip(doomed, stamps, strict=True)):
+            run = runs[-1] if runs else None
+            if run is not None and run[0] == idx and run[2] == seq - 1:
+                run[2], run[4] = seq, max(run[4], ts)
+            else:
+                runs.append([idx, seq, seq, ts, ts])
+        db = self._db
+        for idx, first, last, first_ts, last_ts in runs:
+            merged = db.execute(
+                "UPDATE evictions SET last_seq = ?, last_ts = max(last_ts, ?) "
+                "WHERE device = ? AND last_seq = ? AND reason = ? AND cls = ?",
+                (last, last_ts, idx, first - 1, reason, cls),
+            ).rowcount
+            if not merged:
+                db.execute(
+                    "INSERT OR REPLACE INTO evictions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (idx, first, last, first_ts, last_ts, reason, cls),
+                )
+                self._eviction_records += 1
+        excess = self._eviction_records - MAX_EVICTION_RECORDS
+        if excess > 0:
+            dropped = db.execute(
+                "DELETE FROM evictions WHERE (device, first_seq) IN "
+                "(SELECT device, first_seq FROM evictions ORDER BY first_ts LIMIT ?) "
+                "RETURNING last_seq - first_seq + 1",
+                (excess,),
+            ).fetchall()
+            self._eviction_records -= len(dropped)
+            self._count("eviction_records_dropped", len(dropped))
+            self._count("eviction_readings_unreported", sum(n for (n,) in dropped))
+            log.warning("eviction records over %d: dropped the %d oldest", MAX_EVICTION_RECORDS, len(dropped))
+
+    def evicted_runs(self, limit: int) -> list[EvictedRun]:
+        """Eviction records not yet confirmed, oldest first (at most `limit`)."""
+        if not self._eviction_records:
+            return []
+        rows = self._db.execute(
+            "SELECT device, first_seq, last_seq, first_ts, last_ts, reason, cls FROM evictions "
+            "ORDER BY first_ts LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [EvictedRun(self._by_idx[idx].id, *rest) for idx, *rest in rows]
+
+    @property
+    def eviction_records(self) -> int:
+        """Eviction records waiting for their confirmation."""
+        return self._eviction_records
 
     def _strip_oldest(self, *, before_ts: int | None = None, target: int | None = None) -> int:
         """Remove the instantaneous values of MIXED readings, oldest first: they become REGISTER readings."""

@@ -31,8 +31,12 @@ from devices.wire import (
     MAX_SEQ,
     REASON_SHUTDOWN,
     ConfirmError,
+    Eviction,
+    EvictionError,
     decode_confirm,
+    decode_eviction,
     encode_confirms,
+    encode_eviction,
 )
 from gateway.adapters import Adapter
 from gateway.clock import Clock
@@ -84,6 +88,7 @@ def validator(name: str, fragment: str = "") -> jsonschema.protocols.Validator:
 READINGS = validator("readings-batch.schema.json")
 STATUS = validator("gateway-status.schema.json")
 CONFIRMATION = validator("confirmation.schema.json")
+EVICTION = validator("eviction-notice.schema.json")
 
 
 def kind_schema(kind: DeviceKind) -> jsonschema.protocols.Validator:
@@ -174,6 +179,8 @@ def test_every_reference_resolves_and_each_message_has_its_schema_file() -> None
         "dashboardReceivesStatus": (1, None),
         "ingestConfirms": (1, False),
         "gatewayReceivesConfirmations": (1, None),
+        "gatewayPublishesEvictions": (1, False),
+        "ingestReceivesEvictions": (1, None),
     }
 
 
@@ -216,6 +223,34 @@ def test_a_confirmation_example_passes_decode_confirm_and_the_schema(example: di
     payload = json.dumps(example["payload"]).encode()
     assert decode_confirm(payload) == {d: [tuple(r) for r in rs] for d, rs in example["payload"]["confirmed"].items()}
     assert_valid(CONFIRMATION, example["payload"])
+
+
+@pytest.mark.parametrize("example", examples("evictionNotice"), ids=lambda e: e["name"])
+def test_an_eviction_example_passes_decode_eviction_and_the_schema(example: dict[str, Any]) -> None:
+    doc = example["payload"]
+    notice = decode_eviction(json.dumps(doc).encode())
+    assert (notice.device, notice.first, notice.last, notice.first_ts) == (
+        doc["device"],
+        *doc["seq"],
+        doc["evicted"]["ts"][0],
+    )
+    assert notice.device in DEMO.devices
+    assert_valid(EVICTION, doc)
+
+
+def test_the_eviction_encoder_writes_what_the_schema_and_the_decoder_accept() -> None:
+    notice = Eviction("b1-em-main", 0, MAX_SEQ, 0, MAX_SEQ, "age", "event")
+    payload = encode_eviction(notice)
+    assert decode_eviction(payload) == notice
+    assert_valid(EVICTION, strict_json(payload))
+    for bad in (
+        payload.replace(b'"age"', b'"full"'),
+        payload.replace(b"[0,", b"[-1,", 1),
+        payload.replace(b'"class":"event"', b'"class":"event","extra":1'),
+    ):
+        assert schema_rejects(EVICTION, bad)
+        with pytest.raises(EvictionError):
+            decode_eviction(bad)
 
 
 # -- the real encoders ---------------------------------------------------------------------------------------------

@@ -163,9 +163,23 @@ def test_status_will_online_and_shutdown(tmp_path: Path) -> None:
     assert all(p.retain for p in h.pub.sent if p.topic.endswith("/status"))
     online = statuses[0]
     assert online["clock"] == {"sync": "synchronised", "source": "test", "jumps": 0, "last_jump_ms": 0}
-    assert set(online["spool"]) == {"readings", "bytes", "buffered", "oldest_age_s", "evicted", "counters"}
+    assert set(online["spool"]) == {
+        "readings",
+        "bytes",
+        "buffered",
+        "oldest_age_s",
+        "evicted",
+        "evictions_unconfirmed",
+        "counters",
+    }
     assert statuses[-1]["adapters"] == {"list": "finished"}
-    assert statuses[-1]["published"] == {"messages": 0, "readings": 0, "acked_messages": 0, "acked_readings": 0}
+    assert statuses[-1]["published"] == {
+        "messages": 0,
+        "readings": 0,
+        "acked_messages": 0,
+        "acked_readings": 0,
+        "eviction_notices": 0,
+    }
 
 
 def test_an_adapter_that_raises_stops_the_gateway_with_exit_1_after_committing(tmp_path: Path) -> None:
