@@ -20,11 +20,16 @@ InfluxDB computes cheaply (count/min/max per device, no raw seqs fetched):
     issued  = top - bottom;   lost = issued - stored - quarantined - evicted
 
 Attribution by time: a reading belongs to the period its timestamp is in; an unstored run to the period of
-its first reading; the lost ones of a gap to the period of the reading that closes it. The figures err
-towards reporting a loss, never towards hiding one: a reading both stored and reported evicted (it was in
-flight when the spool shed it) is counted once, as stored (evicted is cut to what the gap leaves), and a
-gap whose left end is older than the look-back is not counted at all (the period starts at its own lowest
-seq). A device that numbers nothing in a period (switched off, or its gateway offline with the readings
+its first reading; the lost ones of a gap to the period of the reading that closes it. A gap whose left end
+is older than the look-back is not counted (the period starts at its own lowest seq).
+
+One overlap is possible and counted once: a reading that was in flight (published, unconfirmed) when the
+spool shed it may reach ingest too, and is then both stored and reported evicted. The account counts it as
+stored and cuts `evicted` to what the gap leaves; in that device-period a loss can then hide behind the
+surplus of `evicted`, at most one per such reading. It needs a spool overflow with readings in flight
+(bounded by `max_unconfirmed_readings`), and the period's `evicted` says it happened.
+
+A device that numbers nothing in a period (switched off, or its gateway offline with the readings
 still spooled) has nothing issued: silence is the dashboard's "silent" and the gateway's spool depth, not a
 loss.
 """

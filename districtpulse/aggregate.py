@@ -2,7 +2,8 @@
 
 Each cycle looks at the last `--days` local days of every district (the allowed lateness). For each day it
 asks InfluxDB how many readings it holds per building (one cheap count query); a day is recomputed only when
-that count differs from the count its KPIs were computed from, so late or backfilled readings revise exactly
+that count (or the count of its `unstored` points: quarantined runs, eviction notices) differs from the one
+its KPIs were computed from, so late or backfilled readings revise exactly
 the days they fall in. Results go to two measurements (InfluxQL-readable on 1.x and on 2.x's v1 API):
 
     kpi_energy,district=..,building=..,carrier=electricity|electricity_export|heat|pv|ev
@@ -10,7 +11,14 @@ the days they fall in. Results go to two measurements (InfluxQL-readable on 1.x 
     kpi_district,district=..
         electricity_import_kwh, electricity_export_kwh, heat_kwh, pv_kwh, ev_kwh, final_energy_kwh,
         self_consumption, self_sufficiency, co2_kg, co2_factor_g_per_kwh, completeness, readings,
+        readings_issued, readings_quarantined, readings_evicted, readings_lost, unstored_points,
         status, revision, computed_at
+
+`completeness` is stored / issued readings of the day, counted from the gateways' sequence numbers
+(`aggregation.completeness`, `districtpulse.completeness`): `readings_issued` = stored (`readings`) +
+quarantined + evicted at the edge + lost in transit. It assumes no reporting interval: a device that was
+switched off issued nothing; one whose readings are still spooled at the edge counts once they arrive (the
+day is recomputed then).
 
 A day is `final` once its end is older than `--final-after-hours`; before that it is `provisional` and may
 be revised (revision + 1 whenever its readings change). Energy comes from the cumulative registers through
@@ -47,12 +55,15 @@ from numpy.typing import NDArray
 
 from aggregation import interval_energy
 from aggregation.co2 import load_factors
+from aggregation.completeness import SeqAccount, total
 from aggregation.energy import interval_starts
 from devices import KINDS, DeviceKind, Registry, demo_registry_path
 from devices.endpoints import Endpoints
 from devices.registry import DistrictEntry
 from districtpulse import savings_job
+from districtpulse.completeness import seq_accounts
 from districtpulse.progress import ProgressBar
+from ingest.accounting import MEASUREMENT as UNSTORED
 from ingest.influx import InfluxConfig, InfluxV1
 
 log = logging.getLogger("aggregate")
@@ -86,6 +97,8 @@ def local_day(zone: ZoneInfo, day: date) -> DayWindow:
 @dataclass(slots=True)
 class DayKpis:
     readings: int
+    seq: SeqAccount = field(default_factory=SeqAccount)
+    unstored_points: int = 0
     energy: dict[tuple[str, str], float] = field(default_factory=dict)  # (building, carrier) -> kWh
     coverage: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -97,6 +110,21 @@ async def count_readings(influx: InfluxV1, district: str, window: DayWindow) -> 
         f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
     )
     return sum(int(row[1]) for s in series for row in s["values"])
+
+
+async def count_unstored(influx: InfluxV1, district: str, window: DayWindow) -> int:
+    """`unstored` points of a district's day (ingest.accounting): a new one changes the day's completeness."""
+    series = await influx.query(
+        f'SELECT count("readings") FROM "{UNSTORED}" WHERE "district" = \'{district}\''
+        f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
+    )
+    return sum(int(row[1]) for s in series for row in s["values"])
+
+
+async def day_account(influx: InfluxV1, district: str, window: DayWindow) -> tuple[SeqAccount, int]:
+    """The district's account of the day (summed over its devices) and its `unstored` point count."""
+    found = await seq_accounts(influx, district, window.start_ms, window.end_ms)
+    return total(found.values()), await count_unstored(influx, district, window)
 
 
 def _raw_measurements() -> str:
@@ -188,7 +216,9 @@ async def compute_day(influx: InfluxV1, registry: Registry, district: str, windo
     readings = await count_readings(influx, district, window)
     start, end = window.start_ms - LOOKBACK_MS, window.end_ms + LOOKAHEAD_MS
     fetched = {c: await fetch_registers(influx, district, c, start, end) for c in CARRIERS}
-    return day_kpis(registry, district, window, readings, fetched)
+    kpis = day_kpis(registry, district, window, readings, fetched)
+    kpis.seq, kpis.unstored_points = await day_account(influx, district, window)
+    return kpis
 
 
 async def compute_days(influx: InfluxV1, registry: Registry, district: str, windows: list[DayWindow]) -> list[DayKpis]:
@@ -198,7 +228,11 @@ async def compute_days(influx: InfluxV1, registry: Registry, district: str, wind
     counts = await count_readings_per_day(influx, district, windows)
     start, end = windows[0].start_ms - LOOKBACK_MS, windows[-1].end_ms + LOOKAHEAD_MS
     fetched = {c: await fetch_registers(influx, district, c, start, end) for c in CARRIERS} if any(counts) else {}
-    return [day_kpis(registry, district, w, n, fetched) for w, n in zip(windows, counts, strict=True)]
+    out = [day_kpis(registry, district, w, n, fetched) for w, n in zip(windows, counts, strict=True)]
+    for window, kpis in zip(windows, out, strict=True):
+        if kpis.readings:
+            kpis.seq, kpis.unstored_points = await day_account(influx, district, window)
+    return out
 
 
 def district_line(
@@ -208,7 +242,6 @@ def district_line(
     *,
     status: str,
     revision: int,
-    expected_readings: int,
     computed_at: int,
 ) -> str:
     def total(carrier: str) -> float:
@@ -234,11 +267,16 @@ def district_line(
         "self_sufficiency": self_sufficiency,
         "co2_kg": co2_g / 1000,
         "co2_factor_g_per_kwh": grid.value,
-        "completeness": kpis.readings / expected_readings if expected_readings else float("nan"),
+        "completeness": float("nan") if kpis.seq.completeness is None else kpis.seq.completeness,
     }
     body = ",".join(f"{k}={v!r}" for k, v in fields.items() if np.isfinite(v))
+    seq = kpis.seq
+    counts = (
+        f"readings={kpis.readings}i,readings_issued={seq.issued}i,readings_quarantined={seq.quarantined}i,"
+        f"readings_evicted={seq.evicted}i,readings_lost={seq.lost}i,unstored_points={kpis.unstored_points}i"
+    )
     return (
-        f'kpi_district,district={district.id} {body},readings={kpis.readings}i,status="{status}",'
+        f'kpi_district,district={district.id} {body},{counts},status="{status}",'
         f'revision={revision}i,computed_at={computed_at}i,co2_factor_source="{grid.id}" {window.start_ms}'
     )
 
@@ -259,16 +297,17 @@ class Stored:
     readings: int
     revision: int
     status: str
+    unstored_points: int = 0
 
 
 async def stored_state(influx: InfluxV1, district: str, window: DayWindow) -> Stored | None:
     series = await influx.query(
-        f'SELECT "readings", "revision", "status" FROM "kpi_district" WHERE "district" = \'{district}\''
-        f" AND time = {window.start_ms}ms"
+        f'SELECT "readings", "revision", "status", "unstored_points" FROM "kpi_district"'
+        f" WHERE \"district\" = '{district}' AND time = {window.start_ms}ms"
     )
     for s in series:
         for row in s["values"]:
-            return Stored(int(row[1]), int(row[2]), str(row[3]))
+            return Stored(int(row[1]), int(row[2]), str(row[3]), int(row[4] or 0))
     return None
 
 
@@ -298,11 +337,8 @@ def day_lines(
     status: str,
     revision: int,
     computed_at: int,
-    n_devices: int,
-    expected_interval_s: int,
 ) -> list[str]:
     """The kpi_energy lines and the kpi_district line of one day."""
-    expected = n_devices * (window.end_ms - window.start_ms) // (expected_interval_s * 1000)
     lines = energy_lines(district.id, window, kpis, status=status, revision=revision, computed_at=computed_at)
     lines.append(
         district_line(
@@ -311,7 +347,6 @@ def day_lines(
             kpis,
             status=status,
             revision=revision,
-            expected_readings=expected,
             computed_at=computed_at,
         )
     )
@@ -346,7 +381,6 @@ async def backfill(
     *,
     now_ms: int,
     final_after_hours: float,
-    expected_interval_s: int = 60,
     progress: bool | None = None,
 ) -> list[date]:
     """Compute the daily KPIs of every day in [first, last] that has readings but no KPIs yet (revision 1),
@@ -365,7 +399,6 @@ async def backfill(
     )
     if progress is not None:
         bar.enabled = progress
-    n_devices = sum(1 for d in registry if d.district == district.id)
     done: list[date] = []
     for run in runs:
         lines: list[str] = []
@@ -380,8 +413,6 @@ async def backfill(
                 status=status,
                 revision=1,
                 computed_at=now_ms,
-                n_devices=n_devices,
-                expected_interval_s=expected_interval_s,
             )
             done.append(window.day)
         if lines:
@@ -400,7 +431,6 @@ async def run_cycle(
     days: int,
     final_after_hours: float,
     now_ms: int,
-    expected_interval_s: int = 60,
     recompute: bool = False,
     progress: bool | None = None,
 ) -> CycleReport:
@@ -410,7 +440,6 @@ async def run_cycle(
     for district in registry.districts.values():
         zone = ZoneInfo(district.timezone)
         today = datetime.fromtimestamp(now_ms / 1000, zone).date()
-        n_devices = sum(1 for d in registry if d.district == district.id)
         for offset in range(days, -1, -1):
             window = local_day(zone, today - timedelta(days=offset))
             if window.start_ms > now_ms:
@@ -420,7 +449,9 @@ async def run_cycle(
             count = await count_readings(influx, district.id, window)
             if count == 0 and previous is None:
                 continue
-            if not recompute and previous is not None and previous.readings == count:
+            unstored = await count_unstored(influx, district.id, window)
+            same = previous is not None and (previous.readings, previous.unstored_points) == (count, unstored)
+            if not recompute and previous is not None and same:
                 if previous.status == status:
                     report.unchanged += 1
                     continue
@@ -437,8 +468,6 @@ async def run_cycle(
                 status=status,
                 revision=revision,
                 computed_at=now_ms,
-                n_devices=n_devices,
-                expected_interval_s=expected_interval_s,
             )
             await influx.write("\n".join(lines).encode())
             log.info(
@@ -464,7 +493,6 @@ async def run_cycle(
             today - timedelta(days=days + 1),
             now_ms=now_ms,
             final_after_hours=final_after_hours,
-            expected_interval_s=expected_interval_s,
             progress=progress,
         )
         report.backfilled += [(district.id, day) for day in backfilled]

@@ -49,10 +49,13 @@ MEASUREMENTS = ("electricity", "indoor", "ev_charging")
 
 
 def gateway_process(
-    tmp_path: Path, endpoints: Endpoints, district: str, ticks: int, *extra: str
+    tmp_path: Path, endpoints: Endpoints, district: str, ticks: int, *extra: str, spool_bytes: int | None = None
 ) -> subprocess.Popen[bytes]:
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG.format(district=district, port=endpoints.mqtt_port, ticks=ticks))
+    text = CONFIG.format(district=district, port=endpoints.mqtt_port, ticks=ticks)
+    if spool_bytes is not None:
+        text = text.replace("[spool]\n", f"[spool]\nmax_bytes = {spool_bytes}\n")
+    config.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DP_LOG_FORMAT": "text"}
     with (tmp_path / "gateway.log").open("ab") as err:
         return subprocess.Popen(
