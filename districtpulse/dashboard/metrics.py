@@ -92,7 +92,12 @@ class DashboardCollector(Collector):
             "districtpulse_devices", "Devices in the registry by state", labels=["district", "state"]
         )
         completeness = GaugeMetricFamily(
-            "districtpulse_data_completeness_ratio", "Readings received / expected over the window", labels=["district"]
+            "districtpulse_data_completeness_ratio", "Readings stored / issued over the window", labels=["district"]
+        )
+        fates = GaugeMetricFamily(
+            "districtpulse_readings_window",
+            "Readings issued over the window by what became of them (stored, quarantined, evicted, lost)",
+            labels=["district", "fate"],
         )
         quarantine = GaugeMetricFamily(
             "districtpulse_quarantine_rate_ratio", "Quarantined / all readings over the window", labels=["district"]
@@ -121,6 +126,9 @@ class DashboardCollector(Collector):
             devices.add_metric([d.id, "silent"], silent)
             if d.quality.completeness is not None:
                 completeness.add_metric([d.id], d.quality.completeness)
+            for fate, n in d.quality.account.as_dict().items():
+                if fate != "issued":
+                    fates.add_metric([d.id, fate], n)
             if d.quality.quarantine_rate is not None:
                 quarantine.add_metric([d.id], d.quality.quarantine_rate)
             for reason, n in d.quality.quarantined_today.items():
@@ -144,7 +152,7 @@ class DashboardCollector(Collector):
                     spool.add_metric([d.id, g.id], g.spool_readings)
                 if g.spool_oldest_age_s is not None:
                     spool_age.add_metric([d.id, g.id], g.spool_oldest_age_s)
-        yield from (devices, completeness, quarantine, quarantined, power, energy, gw_up, spool, spool_age)
+        yield from (devices, completeness, fates, quarantine, quarantined, power, energy, gw_up, spool, spool_age)
 
 
 def exposition(collector: DashboardCollector) -> bytes:

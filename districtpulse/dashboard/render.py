@@ -345,9 +345,12 @@ def quality_section(d: DistrictView) -> str:
         else '<p class="ok-text">Every gateway that reports its clock is synchronised.</p>'
     )
     rate = q.quarantine_rate
+    a = q.account
     summary = (
-        f"<p>{q.received:,} of {q.expected:,.0f} expected readings in the last {q.window_s // 60} min "
-        f"(<b>{pct(q.completeness)} %</b>); quarantine rate {pct(rate, 2)} %.</p>"
+        f"<p>{a.stored:,} of {a.issued:,} readings issued in the last {q.window_s // 60} min are stored "
+        f"(<b>{pct(q.completeness)} %</b>): {a.quarantined:,} quarantined, {a.evicted:,} evicted at the edge, "
+        f'<span class="{"bad-text" if a.lost else "ok-text"}">{a.lost:,} lost in transit</span>; '
+        f"quarantine rate {pct(rate, 2)} %.</p>"
     )
     return f"<h2>Data quality</h2>{summary}{table}{clocks}"
 
@@ -377,7 +380,9 @@ def device_detail_section(d: DistrictView, dev: DeviceView) -> str:
         f"<dt>gateway</dt><dd>{esc(dev.gateway)}</dd>"
         f"<dt>last reading</dt><dd>{clock(dev.last_seen_ms, d.timezone)} ({ago(dev.age_s)})</dd>"
         f"<dt>expected every</dt><dd>{dev.interval_s:g} s</dd>"
-        f"<dt>completeness</dt><dd>{pct(dev.completeness)} % ({dev.received:,} of {dev.expected:,.0f})</dd>"
+        f"<dt>completeness</dt><dd>{pct(dev.completeness)} % ({dev.account.stored:,} of {dev.account.issued:,} "
+        f"issued; {dev.account.quarantined:,} quarantined, {dev.account.evicted:,} evicted at the edge, "
+        f"{dev.account.lost:,} lost)</dd>"
         + (f"<dt>sub-meter of</dt><dd>{esc(dev.submeter_of)}</dd>" if dev.submeter_of else "")
         + "</dl>"
     )

@@ -13,15 +13,17 @@ Definitions (what an operator reads on the page):
 - *self-sufficiency* (PED; `aggregation.kpis.self_sufficiency`) is Σ min(G, L) / Σ L. Behind a grid meter
   that is (G − X) / (I − X + G), with I, X the import and export registers and G the PV production: the meter
   itself nets generation against load at its own resolution;
-- *completeness* is readings received / expected over the last `quality_window_s` (`aggregation.kpis.
-  data_completeness`, capped at 1 per device); a device is expected from its commissioning on;
+- *completeness* is stored / issued readings over the last `quality_window_s`, counted from the gateways'
+  sequence numbers (`aggregation.completeness`): what was issued is known, so no reporting interval is
+  assumed, and the readings that are not stored are told apart: quarantined by ingest, evicted at the edge
+  (a gateway's spool bound), or lost in transit. A device that issued nothing in the window has no
+  completeness (it is *silent*, which is its own alert);
 - the *quarantine rate* is quarantined / (stored + quarantined) readings over the same window.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from aggregation import interval_energy
+from aggregation.completeness import SeqAccount, total
 from devices import DeviceKind, Registry
 from devices.registry import Device, DistrictEntry
 from districtpulse.dashboard.config import DashboardConfig
@@ -56,12 +59,11 @@ class DeviceView:
     age_s: float | None
     silent: bool
     values: Mapping[str, Value]
-    received: int
-    expected: float
+    account: SeqAccount = field(default_factory=SeqAccount)
 
     @property
     def completeness(self) -> float | None:
-        return None if self.expected < 1 else min(self.received / self.expected, 1.0)
+        return self.account.completeness
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +117,18 @@ class Figures:
 @dataclass(frozen=True, slots=True)
 class Quality:
     window_s: int
-    received: int
-    expected: float
+    #: the district's readings issued in the window and what became of them, summed over its devices
+    account: SeqAccount
     quarantined_window: int
     quarantined_today: Mapping[str, int]
 
     @property
     def completeness(self) -> float | None:
-        return None if self.expected < 1 else min(self.received / self.expected, 1.0)
+        return self.account.completeness
 
     @property
     def quarantine_rate(self) -> float | None:
-        total = self.received + self.quarantined_window
+        total = self.account.stored + self.quarantined_window
         return None if total == 0 else self.quarantined_window / total
 
 
@@ -392,8 +394,8 @@ class Collector:
         day_start = local_midnight_ms(now, district.timezone)
         window_start = now - self.quality_window_s * 1000
         latest = await self.readings.latest(district.id, now - cfg.last_seen_lookback_s * 1000)
-        counts = await self.readings.counts(district.id, window_start)
-        views = {d.id: self._device_view(d, latest.get(d.id), counts.get(d.id, 0), now, window_start) for d in devices}
+        found = await self.readings.seq_accounts(district.id, window_start, now + 1)
+        views = {d.id: self._device_view(d, latest.get(d.id), found.get(d.id, SeqAccount()), now) for d in devices}
         energy = await self._energy_today(district.id, devices, day_start)
         buildings = []
         for building_id, (d_entry, b) in self.registry.buildings.items():
@@ -421,8 +423,7 @@ class Collector:
         quarantined_window = sum(self.rejections.by_reason(district.id, window_start).values())
         quality = Quality(
             self.quality_window_s,
-            sum(min(v.received, math.ceil(v.expected)) for v in views.values()),
-            sum(v.expected for v in views.values()),
+            total(v.account for v in views.values()),
             quarantined_window,
             self.rejections.by_reason(district.id, day_start),
         )
@@ -444,14 +445,10 @@ class Collector:
             chart,
         )
 
-    def _device_view(
-        self, device: Device, latest: Latest | None, received: int, now: int, window_start: int
-    ) -> DeviceView:
+    def _device_view(self, device: Device, latest: Latest | None, account: SeqAccount, now: int) -> DeviceView:
         interval = self.config.reading_interval_s(device.kind)
         age = None if latest is None else max((now - latest.ts_ms) / 1000, 0.0)
         silent = age is None or age > interval * self.config.dashboard.fresh_intervals
-        since = max(window_start, device.commissioned_ms)
-        expected = max(now - since, 0) / 1000 / interval
         return DeviceView(
             device.id,
             device.kind,
@@ -463,8 +460,7 @@ class Collector:
             age,
             silent,
             {} if latest is None else dict(latest.values),
-            received,
-            expected,
+            account,
         )
 
     async def _energy_today(self, district: str, devices: list[Device], day_start: int) -> dict[str, dict[str, float]]:
@@ -500,7 +496,7 @@ class Collector:
 
     def _unavailable(self, district: DistrictEntry, now: int, problem: str) -> DistrictView:
         devices = self._devices(district.id)
-        views = {d.id: self._device_view(d, None, 0, now, now) for d in devices}
+        views = {d.id: self._device_view(d, None, SeqAccount(), now) for d in devices}
         return DistrictView(
             district.id,
             district.name or district.id,
@@ -512,7 +508,7 @@ class Collector:
             (),
             views,
             (),
-            Quality(self.quality_window_s, 0, 0.0, 0, {}),
+            Quality(self.quality_window_s, SeqAccount(), 0, {}),
             Chart(),
             problem=f"InfluxDB unavailable: {problem}",
         )

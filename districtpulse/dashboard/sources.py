@@ -29,7 +29,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from aggregation.completeness import SeqAccount
 from devices import KINDS, DeviceKind
+from districtpulse.completeness import seq_accounts
 from ingest.influx import InfluxConfig, InfluxV1
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class Registers:
 class Readings(Protocol):
     async def latest(self, district: str, since_ms: int) -> dict[str, Latest]: ...
 
-    async def counts(self, district: str, since_ms: int) -> dict[str, int]: ...
+    async def seq_accounts(self, district: str, since_ms: int, until_ms: int) -> dict[str, SeqAccount]: ...
 
     async def registers(self, district: str, since_ms: int, step_s: int) -> dict[str, Registers]: ...
 
@@ -113,12 +115,9 @@ class InfluxSource:
                 out[s["tags"]["device"]] = Latest(int(row["time"]), values)
         return out
 
-    async def counts(self, district: str, since_ms: int) -> dict[str, int]:
-        """Readings per device since `since_ms` (every point has the integer field `seq`)."""
-        series = await self.client.query(
-            f'SELECT count("seq") FROM {_from()} WHERE {_district(district)} AND time >= {since_ms}ms GROUP BY "device"'
-        )
-        return {s["tags"]["device"]: int(s["values"][0][1]) for s in series if s["values"]}
+    async def seq_accounts(self, district: str, since_ms: int, until_ms: int) -> dict[str, SeqAccount]:
+        """Per device, what became of the readings issued in [since_ms, until_ms) (districtpulse.completeness)."""
+        return await seq_accounts(self.client, district, since_ms, until_ms)
 
     async def registers(self, district: str, since_ms: int, step_s: int) -> dict[str, Registers]:
         """The last value of every cumulative register per `step_s` bucket since `since_ms`, per device."""

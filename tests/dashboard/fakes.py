@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aggregation.completeness import SeqAccount
 from devices import DeviceKind
 from districtpulse.dashboard.config import DashboardConfig
 from districtpulse.dashboard.snapshot import (
@@ -70,7 +71,7 @@ timezone = "Europe/Helsinki"
 @dataclass
 class FakeReadings:
     latest_: dict[str, Latest] = field(default_factory=dict)
-    counts_: dict[str, int] = field(default_factory=dict)
+    accounts_: dict[str, SeqAccount] = field(default_factory=dict)
     registers_: dict[str, Registers] = field(default_factory=dict)
     before_: dict[str, Latest] = field(default_factory=dict)
     power_: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -81,9 +82,9 @@ class FakeReadings:
         self.calls.append(("latest", since_ms))
         return {k: v for k, v in self.latest_.items() if v.ts_ms >= since_ms}
 
-    async def counts(self, district: str, since_ms: int) -> dict[str, int]:
-        self.calls.append(("counts", since_ms))
-        return dict(self.counts_)
+    async def seq_accounts(self, district: str, since_ms: int, until_ms: int) -> dict[str, SeqAccount]:
+        self.calls.append(("seq_accounts", since_ms))
+        return dict(self.accounts_)
 
     async def registers(self, district: str, since_ms: int, step_s: int) -> dict[str, Registers]:
         self.calls.append(("registers", since_ms))
@@ -145,8 +146,7 @@ def device(
         age_s=age_s,
         silent=silent,
         values={},
-        received=60,
-        expected=60.0,
+        account=SeqAccount(60, 60),
     )
     return replace(base, **kw)
 
@@ -173,7 +173,7 @@ def district(
         buildings=(),
         devices={d.id: d for d in devices or []},
         gateways=tuple(gateways or []),
-        quality=quality or Quality(3600, 100, 100.0, 0, {}),
+        quality=quality or Quality(3600, SeqAccount(100, 100), 0, {}),
         chart=Chart(),
         problem=problem,
     )

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aggregation.completeness import SeqAccount
 from districtpulse.dashboard.alerts import (
     AlertBook,
     Dispatcher,
@@ -54,9 +55,9 @@ def test_device_silent_fires_past_n_intervals_only() -> None:
 
 def test_completeness_below_threshold() -> None:
     rule = CompletenessRule(kind="completeness_below", percent=95, window_s=3600)
-    low = district(quality=Quality(3600, 94, 100.0, 0, {}))
-    at = district(quality=Quality(3600, 95, 100.0, 0, {}))
-    nothing_expected = district(quality=Quality(3600, 0, 0.0, 0, {}))
+    low = district(quality=Quality(3600, SeqAccount(100, 94, 1, 2, 3), 0, {}))
+    at = district(quality=Quality(3600, SeqAccount(100, 95, 0, 0, 5), 0, {}))
+    nothing_expected = district(quality=Quality(3600, SeqAccount(), 0, {}))
     assert subjects(evaluate([rule], snapshot(low))) == {"d1": pytest.approx(94.0)}
     assert evaluate([rule], snapshot(at)) == []
     assert evaluate([rule], snapshot(nothing_expected)) == []
@@ -93,9 +94,9 @@ def test_spool_older_than() -> None:
 
 def test_quarantine_rate_above() -> None:
     rule = QuarantineRateRule(kind="quarantine_rate_above", percent=1.0, window_s=3600)
-    above = district(quality=Quality(3600, 98, 100.0, 2, {}))  # 2 of 100
-    exactly = district(quality=Quality(3600, 99, 100.0, 1, {}))  # 1 of 100: not above
-    empty = district(quality=Quality(3600, 0, 100.0, 0, {}))
+    above = district(quality=Quality(3600, SeqAccount(100, 98, 2), 2, {}))  # 2 of 100
+    exactly = district(quality=Quality(3600, SeqAccount(100, 99, 1), 1, {}))  # 1 of 100: not above
+    empty = district(quality=Quality(3600, SeqAccount(), 0, {}))
     assert subjects(evaluate([rule], snapshot(above))) == {"d1": pytest.approx(2.0)}
     assert evaluate([rule], snapshot(exactly)) == []
     assert evaluate([rule], snapshot(empty)) == []

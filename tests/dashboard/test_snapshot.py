@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from aggregation.completeness import SeqAccount
 from devices import Registry
 from districtpulse.dashboard.snapshot import Collector, local_midnight_ms
 from districtpulse.dashboard.sources import GatewayStatus, Latest, Registers, parse_status
@@ -32,7 +33,14 @@ def readings() -> FakeReadings:
             "ev1": Latest(NOW - 400_000, {"power": 7000.0, "connector_status": "Charging"}),
             "em2": Latest(NOW - 5_000, {"power": 1500.0}),
         },
-        counts_={"em1": 60, "em1-sub": 60, "pv1": 30, "ev1": 55, "em2": 61, "bs2": 13},
+        accounts_={
+            "em1": SeqAccount(60, 60),
+            "em1-sub": SeqAccount(60, 60),
+            "pv1": SeqAccount(31, 30, 0, 0, 1),
+            "ev1": SeqAccount(60, 55, 0, 5, 0),
+            "em2": SeqAccount(61, 58, 2, 0, 1),
+            "bs2": SeqAccount(13, 13),
+        },
         before_={"em1": Latest(MIDNIGHT - MIN, {"energy_import": 100.0, "energy_export": 10.0})},
         registers_={
             "em1": Registers(t[:3], {"energy_import": [100.5, 101.5, 102.5], "energy_export": [10.0, 10.5, 11.0]}),
@@ -111,13 +119,12 @@ async def test_device_health_and_quality(collector: Collector) -> None:
     (d,) = (await collector.collect(NOW)).districts
     assert sorted(v.id for v in d.silent) == ["bs2", "ev1"]
     assert d.devices["ev1"].age_s == 400.0 and d.devices["bs2"].age_s is None
-    assert d.devices["bs2"].expected == pytest.approx(800 / 60)  # commissioned 13 min 20 s ago
-    assert d.devices["em2"].completeness == 1.0  # 61 of 60: duplicates never make up for gaps
+    assert d.devices["em2"].completeness == pytest.approx(58 / 61)
+    assert d.devices["bs2"].completeness == 1.0
     q = d.quality
-    assert q.received == 60 + 60 + 30 + 55 + 60 + 13
-    assert q.expected == pytest.approx(5 * 60 + 800 / 60)
-    assert q.completeness == pytest.approx(278 / (300 + 800 / 60))
-    assert q.quarantine_rate == pytest.approx(2 / 280)
+    assert q.account == SeqAccount(60 + 60 + 31 + 60 + 61 + 13, 60 + 60 + 30 + 55 + 58 + 13, 2, 5, 2)
+    assert q.completeness == pytest.approx(276 / 285)
+    assert q.quarantine_rate == pytest.approx(2 / 278)
     assert dict(q.quarantined_today) == {"non_finite": 5, "out_of_range": 1}
 
 
