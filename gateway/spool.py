@@ -132,6 +132,10 @@ class EvictedRun:
     cls: str
 
 
+#: A gateway stamp this close behind the device's previous stamp is moved just past it (see `Spool.append`).
+NUDGE_WINDOW_MS = 1000
+
+
 @dataclass(slots=True)
 class _Device:
     idx: int
@@ -142,6 +146,7 @@ class _Device:
     keep: frozenset[str]
     events: tuple[str, ...]
     last_event: tuple[object, ...] | None = None
+    last_stamp: int = 0  # the last ts this spool stamped on one of the device's readings (this process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,14 +352,23 @@ class Spool:
         unsynchronised clock. Blocks while `max_buffered` readings wait for a commit (backpressure).
         """
         body = encode_values(values)
+        now = None
         if ts_ms is None:
-            ts_ms = self._now_ms()
+            now = self._now_ms()
             if unsynced is None:
                 unsynced = not self._synced()
         flags = UNSYNCED if unsynced else 0
         with self._lock:
             self._wait_for_room(timeout)
             dev = self._devices[device_id]
+            if now is not None:
+                # Two readings of a device stamped in one millisecond (an adapter catching up on late ticks)
+                # would be one InfluxDB point: a stamp at or up to NUDGE_WINDOW_MS before the device's last
+                # one is moved a millisecond past it, so ingest never sees a duplicate the gateway made
+                # itself. A larger backward step of the clock is kept as it is (the clock check flags it);
+                # a device's own timestamps are never changed.
+                last = dev.last_stamp
+                ts_ms = dev.last_stamp = last + 1 if last - NUDGE_WINDOW_MS < now <= last else now
             seq = dev.next_seq
             dev.next_seq += 1
             self._buffer.append((dev.idx, seq, ts_ms, self._classify(dev, values), flags, body))

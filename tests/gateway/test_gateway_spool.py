@@ -131,9 +131,25 @@ def test_a_clock_that_steps_backwards_neither_reorders_nor_merges_readings(tmp_p
         (0, T0, 1000.0),
         (1, T0 + 1000, 1001.0),
         (2, T0 - 3_600_000, 1002.0),
-        (3, T0 - 3_600_000, 1003.0),
+        (3, T0 - 3_600_000 + 1, 1003.0),  # stamped in the same millisecond: one on, not one InfluxDB point
         (4, T0 + 2000, 1004.0),
     ]
+
+
+def test_readings_stamped_in_one_millisecond_get_distinct_increasing_stamps(tmp_path: Path) -> None:
+    # An adapter catching up on late ticks appends several readings of a device within one millisecond;
+    # InfluxDB would keep one point of them (ingest quarantines the rest as duplicate_timestamp).
+    stamps = iter([T0, T0, T0, T0 + 1, T0 - 500, T0 + 50, T0 - 10_000])
+    spool = Spool(tmp_path / "spool.sqlite", now_ms=lambda: next(stamps))
+    spool.add_device("em", "electricity_meter")
+    spool.add_device("bs", "building_sensor")
+    for i in range(6):
+        spool.append("em", _meter(i))
+    spool.append("bs", _sensor(0), None)  # another device keeps its own stamps: T0 - 10 s, as the clock said
+    spool.append("em", _meter(6), T0)  # the device's own timestamp is never moved
+    spool.commit()
+    assert [r.ts for r in spool.pending("em", -1, 10)] == [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 50, T0]
+    assert [r.ts for r in spool.pending("bs", -1, 10)] == [T0 - 10_000]
 
 
 def test_readings_stamped_while_unsynchronised_are_flagged_and_counted(tmp_path: Path) -> None:
