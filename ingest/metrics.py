@@ -10,6 +10,14 @@ once per write request or per acknowledged batch, never per reading:
     dp_ingest_readings_quarantined_total{reason}  readings in quarantine, by reason code
     dp_ingest_readings_written_total             readings InfluxDB accepted
     dp_ingest_messages_acked_total               PUBACKs sent
+    dp_ingest_confirmed_messages_total / _unconfirmable_messages_total / _confirmations_sent_total /
+    _confirmations_dropped_total                 storage confirmations back to the gateways (ingest.confirm)
+    dp_ingest_eviction_notices_total             gateways' eviction notices stored (ingest.accounting)
+    dp_ingest_readings_evicted_at_edge_total     readings those notices say a spool evicted unconfirmed: alert
+                                                 when it grows (a gateway's spool bound was reached)
+    dp_ingest_accounting_points_total / _accounting_refused_total   `unstored` points written / refused
+    dp_ingest_abandoned_readings_total           readings left unacknowledged at a shutdown deadline (the
+                                                 broker redelivers them)
     dp_ingest_last_ack_timestamp_seconds         Unix time of the last PUBACK (0 before the first): alert when
                                                  it stops moving while messages keep arriving
     dp_ingest_write_requests_total / _write_retries_total
@@ -71,6 +79,15 @@ class _StatsCollector(Collector):
                 s.confirmations.unconfirmable,
             ),
             ("confirmations_sent", "confirmation documents published to gateways", s.confirmations.documents),
+            ("eviction_notices", "gateways' eviction notices stored as unstored points", s.eviction_notices),
+            (
+                "readings_evicted_at_edge",
+                "readings the gateways' notices say their spools evicted unconfirmed",
+                s.readings_evicted_at_edge,
+            ),
+            ("accounting_points", "unstored points written (quarantined runs, eviction notices)", s.accounting_points),
+            ("accounting_refused", "unstored points InfluxDB refused", s.accounting_refused),
+            ("abandoned_readings", "readings left unacknowledged at a shutdown deadline", s.abandoned_readings),
             (
                 "confirmations_dropped",
                 "confirmation documents the MQTT client refused (its queue full)",

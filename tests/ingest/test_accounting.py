@@ -10,11 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devices import Registry, encode_batch, readings_topic, units_for
 from devices.topics import evicted_topic
 from devices.wire import Eviction, decode_confirm, encode_eviction
 from ingest import IngestStats, Pipeline
+from ingest.metrics import IngestMetrics
 from ingest.mqtt import MqttConfig
 from tests.ingest.support import T0, FakeSource, FakeWriter, em_values, fake_pipeline, wait_until
 
@@ -101,6 +104,15 @@ async def test_an_eviction_notice_is_stored_and_its_range_confirmed(tmp_path: Pa
         ("dp/v1/a1/a1-gw1/confirm", "a1-em", (40, 59))
     }
     assert stats.eviction_notices == 2 and stats.readings_evicted_at_edge == 40 and stats.readings_stored == 0
+    scraped = {
+        s.name: s.value
+        for family in text_string_to_metric_families(generate_latest(IngestMetrics(stats).registry).decode())
+        for s in family.samples
+    }
+    assert scraped["dp_ingest_eviction_notices_total"] == 2
+    assert scraped["dp_ingest_readings_evicted_at_edge_total"] == 40
+    assert scraped["dp_ingest_accounting_points_total"] == stats.accounting_points >= 1
+    assert scraped["dp_ingest_accounting_refused_total"] == 0
 
 
 async def test_a_wrong_eviction_notice_is_quarantined_and_only_a_notice_of_the_topic_device_is_confirmed(
