@@ -63,6 +63,7 @@ path = "spool-{gateway}.sqlite"
 [[adapter]]
 type = "simulated"
 interval_s = {interval_s}
+stagger = true
 """
 
 

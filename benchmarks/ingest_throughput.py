@@ -9,6 +9,9 @@ Modes:
 - batched: the same N readings in messages of `--per-message` readings through Mosquitto -> `python -m
   ingest` -> InfluxDB. Target: ratio_batched_to_raw >= 0.8. Raw and batched run as `--repeat` pairs (each run
   lasts 2-3 s, and the raw rate alone varies by 15 % between runs); the pair with the median ratio is reported.
+- batched without confirmations: the same again with `--no-confirm` (ingest publishes no storage
+  confirmation back to the gateways). Target: ratio_confirm_to_unconfirmed >= 0.9, the cost of closing the
+  proof chain. Each repeat runs raw, then batched with and without confirmations, in alternating order.
 - bare subscriber: a paho client that only acknowledges a stream of single-reading QoS 1 messages: the
   broker + paho limit, which no Python consumer can beat.
 - single: the same stream of single-reading QoS 1 messages through ingest. Target: ratio_single_to_bare >= 0.5.
@@ -29,13 +32,14 @@ Bounded time. Every phase whose length depends on the machine has a deadline of 
 more than 8 s here): the raw writes and each drain (batched, bare, single) stop there and are measured from
 the counts they reached (the phase is then named in `capped`); publishing a stream (after its
 `--single-seconds` for the single-reading one), ingest's start-up and its stop are allowed `--cap-s` each, and
-the script fails if one of them needs more. So with the defaults it ends, with a result or an error, within 12
-minutes on any machine: services up (30 s), 3 pairs x (building the line protocol, ~2 s here, + 5 x 30 s), the
-single-reading part (15 + 30 s publishing, 30 + 30 s for the bare subscriber, 3 x 30 s for ingest) and
-services down (~10 s). On this machine (2 cores shared with other work) it took 87 s (`wall_s` in the last
-line), the single-reading stream being 82k messages.
+the script fails if one of them needs more. So with the defaults it ends, with a result or an error, within 19
+minutes on any machine: services up (30 s), 3 repeats x (building the line protocol, ~2 s here, + 30 s of raw
+writes + 2 x 4 x 30 s for batched with and without confirmations), the single-reading part (15 + 30 s
+publishing, 30 + 30 s for the bare subscriber, 3 x 30 s for ingest) and services down (~10 s). On this
+machine it took WALL_S s (`wall_s` in the last line), the single-reading stream being SINGLE messages.
 
 The last line is one JSON object: batched_readings_per_s, raw_influx_points_per_s, ratio_batched_to_raw,
+unconfirmed_readings_per_s, ratio_confirm_to_unconfirmed,
 single_readings_per_s, bare_subscriber_msgs_per_s, ratio_single_to_bare (plus the details, `capped` and
 `wall_s`).
 """
@@ -303,6 +307,7 @@ def run_ingest(
     sent: int,
     readings: int,
     capped: list[str],
+    *extra: str,
 ) -> dict[str, float]:
     """Time `python -m ingest` draining the `sent` messages (`readings` readings) queued in the session of
     client `bench-ingest-<label>` into InfluxDB, for at most `a.cap_s`."""
@@ -316,7 +321,7 @@ def run_ingest(
     }
     cmd = [sys.executable, "-m", "ingest", "--registry", str(work / "registry.toml"), "--client-id", client]
     cmd += ["--topic", TOPIC, "--influx-db", db, "--influx-version", "1", "--quarantine", str(work / f"{label}.q")]
-    cmd += ["--metrics-port", "0", "--ready-file", str(ready), "--session-expiry", "3600", *a.ingest_arg]
+    cmd += ["--metrics-port", "0", "--ready-file", str(ready), "--session-expiry", "3600", *a.ingest_arg, *extra]
     log = (work / f"{label}.log").open("wb")
 
     def check_running() -> None:
@@ -352,6 +357,7 @@ def run_ingest(
         elapsed = metrics["dp_ingest_last_ack_timestamp_seconds"] - float(announced["subscribed_at"])
         cpu = cpu_seconds(proc.pid) - cpu0
         requests = metrics.get("dp_ingest_write_requests_total", 0.0)
+        confirmations = metrics.get("dp_ingest_confirmations_sent_total", 0.0)
         others = {n: cpu_seconds(pid) - services0[n] for n, pid in service_pids(endpoints).items()}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -372,10 +378,16 @@ def run_ingest(
         f"  {label}: {acked:,} of {sent:,} messages in {elapsed:.1f} s; CPU-us per reading: ingest "
         f"{cpu / done * 1e6:.2f}, "
         + ", ".join(f"{n} {v / done * 1e6:.2f}" for n, v in others.items())
-        + f"; {requests:.0f} write requests ({done / max(requests, 1):,.0f} readings each)",
+        + f"; {requests:.0f} write requests ({done / max(requests, 1):,.0f} readings each)"
+        + f"; {confirmations:.0f} confirmations",
         flush=True,
     )
-    return {"per_s": done / elapsed, "seconds": elapsed, "cpu_us_per_reading": cpu / done * 1e6}
+    return {
+        "per_s": done / elapsed,
+        "seconds": elapsed,
+        "cpu_us_per_reading": cpu / done * 1e6,
+        "confirmations": confirmations,
+    }
 
 
 def _bare_subscriber(host: str, port: int, client: str, expected: int, cap_s: float, out: Path) -> None:
@@ -470,27 +482,37 @@ def main() -> int:
             print(f"ingest_throughput: {a.readings:,} readings from {a.devices} devices, {a.publishers} publishers")
             if a.only != "single":
                 pairs = []
-                for _ in range(a.repeat):
+                confirm_ratios = []
+                for i in range(a.repeat):
                     raw = raw_influx(endpoints, a, capped)
                     print(f"raw InfluxDB, 2 writers:        {raw:12,.0f} points/s", flush=True)
-                    fresh_db(endpoints, "bench_batched")
-                    make_session(endpoints, "bench-ingest-batched", TOPIC)
-                    sent, pub_s = publish(endpoints, a, a.per_message)
-                    if sent * a.per_message != a.readings:
-                        raise RuntimeError(f"batched: published {sent} messages of {a.readings // a.per_message}")
-                    print(f"  batched: published {sent} messages in {pub_s:.1f} s (not timed)", flush=True)
-                    batched = run_ingest(endpoints, a, work, "batched", sent, a.readings, capped)
+                    runs = {}
+                    order = ("batched", "unconfirmed") if i % 2 == 0 else ("unconfirmed", "batched")
+                    for label in order:
+                        fresh_db(endpoints, f"bench_{label}")
+                        make_session(endpoints, f"bench-ingest-{label}", TOPIC)
+                        sent, pub_s = publish(endpoints, a, a.per_message)
+                        if sent * a.per_message != a.readings:
+                            raise RuntimeError(f"{label}: published {sent} messages of {a.readings // a.per_message}")
+                        print(f"  {label}: published {sent} messages in {pub_s:.1f} s (not timed)", flush=True)
+                        extra = ("--no-confirm",) if label == "unconfirmed" else ()
+                        runs[label] = run_ingest(endpoints, a, work, label, sent, a.readings, capped, *extra)
+                    batched, unconfirmed = runs["batched"], runs["unconfirmed"]
                     print(
                         f"ingest, {a.per_message} readings/message:  {batched['per_s']:12,.0f} readings/s"
-                        f"  ratio {batched['per_s'] / raw:.3f}",
+                        f"  ratio {batched['per_s'] / raw:.3f}; without confirmations {unconfirmed['per_s']:,.0f}"
+                        f"  ratio {batched['per_s'] / unconfirmed['per_s']:.3f}",
                         flush=True,
                     )
                     pairs.append((batched["per_s"] / raw, raw, batched))
+                    confirm_ratios.append((batched["per_s"] / unconfirmed["per_s"], unconfirmed))
                 # a 1M-point run lasts 2-3 s, and the raw rate alone varied 440-515k points/s between runs here:
                 # the pair with the median ratio is reported, every pair's ratio beside it
                 pairs.sort(key=lambda pair: pair[0])
                 _, raw, batched = pairs[len(pairs) // 2]
                 ratios = [round(pair[0], 3) for pair in pairs]
+                confirm_ratios.sort(key=lambda pair: pair[0])
+                confirm_ratio, unconfirmed = confirm_ratios[len(confirm_ratios) // 2]
             if a.only != "batched":
                 # One stream, published for a fixed time, queued for both consumers: the same messages for each.
                 fresh_db(endpoints, "bench_single")
@@ -519,6 +541,10 @@ def main() -> int:
         "raw_influx_points_per_s": round(raw),
         "ratio_batched_to_raw": round(batched["per_s"] / raw, 3),
         "ratio_batched_to_raw_each_run": ratios,
+        "unconfirmed_readings_per_s": round(unconfirmed["per_s"]),
+        "ratio_confirm_to_unconfirmed": round(confirm_ratio, 3),
+        "ratio_confirm_to_unconfirmed_each_run": [round(r, 3) for r, _ in confirm_ratios],
+        "confirmations_batched": batched["confirmations"],
         "single_readings_per_s": round(single["per_s"]),
         "bare_subscriber_msgs_per_s": round(bare),
         "ratio_single_to_bare": round(single["per_s"] / bare, 3),
@@ -535,7 +561,8 @@ def main() -> int:
     }
     print(
         f"ratio batched/raw = {result['ratio_batched_to_raw']} (target >= 0.8), "
-        f"single/bare = {result['ratio_single_to_bare']} (target >= 0.5)"
+        f"single/bare = {result['ratio_single_to_bare']} (target >= 0.5), "
+        f"with/without confirmations = {result['ratio_confirm_to_unconfirmed']} (target >= 0.9)"
     )
     print(json.dumps(result))
     return 0

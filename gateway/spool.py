@@ -368,10 +368,13 @@ class Spool:
                 # itself. A larger backward step of the clock is kept as it is (the clock check flags it);
                 # a device's own timestamps are never changed.
                 last = dev.last_stamp
-                ts_ms = dev.last_stamp = last + 1 if last - NUDGE_WINDOW_MS < now <= last else now
+                stamp = dev.last_stamp = last + 1 if last - NUDGE_WINDOW_MS < now <= last else now
+            else:
+                assert ts_ms is not None
+                stamp = ts_ms
             seq = dev.next_seq
             dev.next_seq += 1
-            self._buffer.append((dev.idx, seq, ts_ms, self._classify(dev, values), flags, body))
+            self._buffer.append((dev.idx, seq, stamp, self._classify(dev, values), flags, body))
             self._appended += 1
             if len(self._buffer) == self.max_buffered // 2 and self.on_pressure is not None:
                 self.on_pressure()

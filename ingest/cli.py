@@ -47,6 +47,7 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "max_inflight_readings": ("max_inflight_readings",),
     "drain_timeout": ("drain_timeout_s",),
     "metrics_port": ("metrics", "port"),
+    "confirm": ("confirm",),
 }
 
 
@@ -69,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-timeout", type=float, help="seconds to drain after SIGTERM")
     p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    p.add_argument(
+        "--no-confirm",
+        dest="confirm",
+        action="store_false",
+        default=None,
+        help="publish no storage confirmations (only where no gateway waits for them: see the README)",
+    )
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
     p.add_argument("--ready-file", type=Path, help="create this file once subscribed (for scripts and tests)")
 
@@ -106,6 +114,8 @@ async def _main(config: IngestConfig, registry: Registry, ready_file: Path | Non
     writer = await open_writer(settings.influx)
     pipeline = Pipeline(settings, registry, stats=stats, observer=metrics, writer=writer)
     metrics.attach(pipeline.source, pipeline.quarantine)
+    if not settings.confirm:
+        log.warning("storage confirmations are off: gateways that wait for them keep and resend every reading")
     server = None
     ready: dict[str, object] = {"ready": True}
     if config.metrics.enabled:

@@ -83,6 +83,9 @@ class IngestSettings:
     #: A gateway's confirmation leaves this long after its first settled range (one document per burst).
     confirm_delay_s: float = 0.25
     quarantine_max_bytes: int = 1 << 30
+    #: Publish storage confirmations. Off only where no gateway waits for them (a fleet older than
+    #: confirmations, a benchmark's baseline): a current gateway would keep and resend every reading.
+    confirm: bool = True
 
 
 @dataclass(slots=True)
@@ -393,6 +396,8 @@ class Pipeline:
         confirmed: its readings are stored, which is all the gateway needs to know."""
         self.stats.messages_acked += self.source.ack(messages)
         self.stats.last_ack_s = time.time()
+        if not self.settings.confirm:
+            return
         confirmer = self.confirmer
         for msg in messages:
             confirmer.add(msg.confirm)

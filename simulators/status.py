@@ -85,6 +85,7 @@ def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) 
                 "buffered": 0,
                 "oldest_age_s": oldest,
                 "evicted": event.evicted,
+                "evictions_unconfirmed": 0,  # a simulated gateway sends no eviction notices
                 "counters": {},
             },
             "published": {
@@ -92,6 +93,7 @@ def encode_status(event: StatusEvent, *, now_ms: int, with_sim_ts: bool = True) 
                 "readings": event.published_readings,
                 "acked_messages": event.published_messages,
                 "acked_readings": event.published_readings,
+                "eviction_notices": 0,
             },
             # A simulated gateway publishes from memory and keeps nothing: what a real one deleting on PUBACK says.
             "delivery": Ledger(DeliveryPolicy(delete_on="puback")).status(0.0),

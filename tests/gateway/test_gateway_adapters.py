@@ -91,6 +91,25 @@ def test_simulated_devices_come_from_the_registry_or_are_synthetic(tmp_path: Pat
         parse_adapter_config({"type": "nosuch"})
 
 
+def test_a_staggered_simulation_reads_each_device_once_per_tick_a_slice_at_a_time(tmp_path: Path) -> None:
+    config = {"type": "simulated", "count": 250, "kinds": ["electricity_meter"], "interval_s": 0.05, "ticks": 3}
+    ctx = AdapterContext("gw", "d", (), tmp_path)
+    sink = CollectingSink()
+    build_adapter(parse_adapter_config({**config, "stagger": True}), ctx).run(sink, threading.Event())
+    # 100 slices a tick (250 devices: 50 slices of 3, 50 of 2), each stamped with its own clock reading
+    assert len(sink.readings) == 750
+    per_tick = [sink.readings[i * 250 : (i + 1) * 250] for i in range(3)]
+    assert all([r["device"] for r in tick] == [f"gw-sim-{d:04d}" for d in range(250)] for tick in per_tick)
+    stamps = sorted({r["ts"] for r in sink.readings})
+    assert stamps == [T0 + 1000 * k for k in range(300)]
+    first = per_tick[0]
+    assert [sum(1 for r in first if r["ts"] == T0 + 1000 * k) for k in (0, 49, 50, 99)] == [3, 3, 2, 2]
+
+    plain = CollectingSink()
+    build_adapter(parse_adapter_config(config), ctx).run(plain, threading.Event())
+    assert len(plain.readings) == 750 and sorted({r["ts"] for r in plain.readings}) == [T0, T0 + 1000, T0 + 2000]
+
+
 @given(
     kind=st.sampled_from(list(DeviceKind)),
     seed=st.integers(0, 1000),

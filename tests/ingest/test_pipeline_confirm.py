@@ -70,6 +70,22 @@ async def test_stored_ranges_are_confirmed_to_their_gateway_merged_after_the_wri
     assert stats.readings_stored == 1000
 
 
+async def test_with_confirmations_off_messages_are_stored_and_acked_and_nothing_is_published(
+    tmp_path: Path, registry: Registry
+) -> None:
+    writer = FakeWriter()
+    pipeline, source, stats = _pipeline(tmp_path, registry, writer, confirm=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    source.feed(em_messages("c1", 500, 100))
+    await wait_until(lambda: len(source.acked) == 5, what="acks")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    assert source.published == [] and stats.confirmations.ranges == 0
+    assert stats.readings_stored == 500 and len(writer.lines) == 500
+
+
 async def test_nothing_is_confirmed_while_the_database_is_down(tmp_path: Path, registry: Registry) -> None:
     writer = FakeWriter()
     pipeline, source, stats = _pipeline(tmp_path, registry, writer, drain_timeout_s=0.2)

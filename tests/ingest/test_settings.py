@@ -111,3 +111,8 @@ def test_the_maximum_packet_size_is_never_below_the_brokers_bound(tmp_path: Path
         assert IngestConfig.load(mqtt={"maximum_packet_size": allowed}).runtime().mqtt.maximum_packet_size == allowed
     with pytest.raises(ValidationError, match=f"at least {MAX_PACKET_BYTES}"):
         IngestConfig.load(mqtt={"maximum_packet_size": MAX_PACKET_BYTES - 1})
+
+
+def test_confirmations_are_on_unless_switched_off() -> None:
+    assert cli.load_config(_args()).runtime().confirm is True
+    assert cli.load_config(_args("--no-confirm")).runtime().confirm is False

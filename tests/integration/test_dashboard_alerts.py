@@ -62,10 +62,10 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
-def em_line(d: str, device: str, ts: int, kwh: float) -> str:
+def em_line(d: str, device: str, ts: int, kwh: float, seq: int = 1) -> str:
     return (
         f"electricity,district={d},building={d}-b1,device={device} "
-        f"energy_import={kwh},energy_export=0.0,power=1500.0,voltage=230.0,seq=1i {ts}"
+        f"energy_import={kwh},energy_export=0.0,power=1500.0,voltage=230.0,seq={seq}i {ts}"
     )
 
 
@@ -90,7 +90,7 @@ def test_alerts_on_the_real_services(endpoints: Endpoints, tmp_path: Path, uniqu
 
     influx = httpx.Client(base_url=endpoints.influx_url, timeout=30)
     influx.post("/query", data={"q": f'CREATE DATABASE "{database}"'}).raise_for_status()
-    lines = [em_line(d, f"{d}-a", now - i * 1000, 100.0 + i) for i in range(10)]
+    lines = [em_line(d, f"{d}-a", now - i * 1000, 100.0 + i, seq=10 - i) for i in range(10)]
     lines.append(em_line(d, f"{d}-b", now - 600_000, 50.0))  # ten minutes ago: silent
     lines += [
         f"indoor,district={d},building={d}-b1,device={d}-c temperature=21.0,seq={i}i {now - i * 1000}"
@@ -194,7 +194,7 @@ def test_alerts_on_the_real_services(endpoints: Endpoints, tmp_path: Path, uniqu
         assert f'districtpulse_gateway_spool_readings{{district="{d}",gateway="{d}-gw1"}} 1800.0' in metrics
 
         # Device b reports again (written as ingest stores it): its alert resolves at the next refresh.
-        fresh = em_line(d, f"{d}-b", int(time.time() * 1000), 51.0)
+        fresh = em_line(d, f"{d}-b", int(time.time() * 1000), 51.0, seq=2)
         influx.post("/write", params={"db": database, "precision": "ms"}, content=fresh).raise_for_status()
         (resolved,) = collect(mqtt_events, 1, 10)
         assert (resolved["event"], resolved["rule"], resolved["subject"]) == ("resolved", "device_silent", f"{d}-b")

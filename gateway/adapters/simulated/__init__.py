@@ -43,6 +43,9 @@ class SimulatedConfig(AdapterConfig):
     seed: int = 0
     #: Stop after this many ticks (0: run until the gateway stops).
     ticks: Annotated[int, Bounds(ge=0)] = 0
+    #: Spread each tick's readings over the interval, a slice of the devices at a time (as a bus master
+    #: polls its meters one after another), instead of reading every device at the tick's start.
+    stagger: bool = False
 
     def __post_init__(self) -> None:
         if self.devices is not None and self.count is not None:
@@ -141,6 +144,22 @@ def values_fn(device: DeviceRef, seed: int) -> ValuesFn:
     return charger
 
 
+#: With `stagger`, a tick's devices are read in at most this many slices (about one per interval / 100).
+STAGGER_SLICES = 100
+
+
+def _slices(fns: list[tuple[str, ValuesFn]], n: int) -> list[list[tuple[str, ValuesFn]]]:
+    """`fns` in at most `n` slices of near-equal size, in order (one slice if there are no devices)."""
+    n = max(1, min(n, len(fns)))
+    size, extra = divmod(len(fns), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append(fns[start:end])
+        start = end
+    return out
+
+
 class SimulatedAdapter:
     def __init__(self, config: SimulatedConfig, devices: Sequence[DeviceRef]) -> None:
         self.config = config
@@ -151,17 +170,22 @@ class SimulatedAdapter:
         return self._devices
 
     def run(self, sink: ReadingSink, stop: threading.Event) -> None:
-        """One reading per device per tick; `sink.now_ms()` is read once per tick (the tick's time)."""
+        """One reading per device per tick; `sink.now_ms()` is read once per slice (a slice's time): one slice of
+        every device per tick, or with `stagger` up to STAGGER_SLICES slices spread evenly over the interval."""
         interval = self.config.interval_s
+        slices = _slices(self._fns, STAGGER_SLICES if self.config.stagger else 1)
+        step = interval / len(slices)
         due = time.monotonic()
         tick = 0
         while not stop.is_set() and (self.config.ticks == 0 or tick < self.config.ticks):
-            t = sink.now_ms()
-            for device_id, fn in self._fns:
-                sink.put(device_id, fn(t))
+            for part in slices:
+                t = sink.now_ms()
+                for device_id, fn in part:
+                    sink.put(device_id, fn(t))
+                due += step
+                if stop.wait(max(0.0, due - time.monotonic())) and part is not slices[-1]:
+                    return  # stopped mid-tick: the slices read so far are spooled, the rest of the tick is not
             tick += 1
-            due += interval
-            stop.wait(max(0.0, due - time.monotonic()))
 
 
 def create(config: SimulatedConfig, context: AdapterContext) -> SimulatedAdapter:
