@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             f"{len(registry.buildings)} buildings, publishing through {len(registry.gateways)} gateway connections"
         )
         t0 = time.monotonic()
-        gateways = _write_replays(sim.messages(), endpoints.state_dir / "demo" / "gateways", district.id, endpoints)
+        gateways = write_replays(sim.messages(), endpoints.state_dir / "demo" / "gateways", district.id, endpoints)
         published = sum(g.readings for g in gateways)
         messages = sum(g.messages for g in gateways)
         confirmed = _run_gateways(gateways, args.timeout)
@@ -306,8 +306,11 @@ class DemoGateway:
     readings: int = 0
 
 
-def _write_replays(messages: Iterable[Message], root: Path, district: str, endpoints: Endpoints) -> list[DemoGateway]:
-    """Each gateway's day as a message file and a gateway.toml with a fresh spool, in its own folder."""
+def write_replays(
+    messages: Iterable[Message], root: Path, district: str, endpoints: Endpoints, template: str = GATEWAY_CONFIG
+) -> list[DemoGateway]:
+    """Each gateway's messages as a replay file and a gateway.toml with a fresh spool, in its own folder; the
+    `template` (`GATEWAY_CONFIG`'s placeholders) is the gateway's configuration."""
     gateways: dict[str, DemoGateway] = {}
     files: dict[str, TextIO] = {}
     try:
@@ -320,7 +323,7 @@ def _write_replays(messages: Iterable[Message], root: Path, district: str, endpo
                 for stale in folder.glob("spool.sqlite*"):
                     stale.unlink()  # this run's readings only
                 (folder / "gateway.toml").write_text(
-                    GATEWAY_CONFIG.format(
+                    template.format(
                         gateway=gateway_id, district=district, host=endpoints.mqtt_host, port=endpoints.mqtt_port
                     )
                 )

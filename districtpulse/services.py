@@ -38,7 +38,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -673,14 +673,21 @@ def _not_ready_detail(service: _Service, error: str | None) -> str:
     return detail
 
 
-def wait_ready(endpoints: Endpoints, timeout: float = 30.0, *, secure: SecureBroker | None = None) -> None:
-    """Block until the broker completes an MQTT handshake and InfluxDB answers /ping with 204.
+def wait_ready(
+    endpoints: Endpoints,
+    timeout: float = 30.0,
+    *,
+    secure: SecureBroker | None = None,
+    only: Collection[str] | None = None,
+) -> None:
+    """Block until the broker completes an MQTT handshake and InfluxDB answers /ping with 204 (or only the
+    services named in `only`).
 
     Fails fast (with the log tail) if one of our processes dies meanwhile, and with the last probe error
     and the log tail when `timeout` seconds pass.
     """
     deadline = time.monotonic() + timeout
-    pending = list(_services(endpoints, secure))
+    pending = [s for s in _services(endpoints, secure) if only is None or s.name in only]
     errors: dict[str, str] = {}
     while True:
         for service in list(pending):
@@ -727,18 +734,31 @@ def _ensure_credentials(endpoints: Endpoints, secure: SecureBroker, log: Log) ->
     return changed
 
 
-def up(endpoints: Endpoints, *, install: bool = True, log: Log = print, secure: SecureBroker | None = None) -> None:
+def up(
+    endpoints: Endpoints,
+    *,
+    install: bool = True,
+    log: Log = print,
+    secure: SecureBroker | None = None,
+    only: Collection[str] | None = None,
+) -> None:
     """Start whatever of the two services is not running yet, wait until both answer, create the database.
 
     Idempotent: a running instance of ours (same state dir, same config) is reported and left alone, so
     test fixtures and the Makefile can call it unconditionally. With `secure`, the broker's credentials are
     (re)generated from the registry first, and a running secure broker reloads them (SIGHUP) if they changed.
+    `only` ("mosquitto", "influxdb") starts and awaits just those, leaving the other as it is (a restart of
+    one service, the other being down on purpose); the database is then created only if InfluxDB is named.
     """
     _require_loopback(endpoints)
+    if only is not None and (unknown := set(only) - {"mosquitto", "influxdb"}):
+        raise ValueError(f"unknown services: {sorted(unknown)}")
     with _state_lock(endpoints):
         changed = _ensure_credentials(endpoints, secure, log) if secure is not None else False
         to_start: list[_Service] = []
         for service in _services(endpoints, secure):
+            if only is not None and service.name not in only:
+                continue
             pid = _running_pid(service, log)
             if pid is None:
                 to_start.append(service)
@@ -754,8 +774,12 @@ def up(endpoints: Endpoints, *, install: bool = True, log: Log = print, secure: 
             binaries = _ensure_binaries(install, log)
             for service in to_start:
                 _start(service, endpoints, binaries[service.binary], log, secure)
-        wait_ready(endpoints, secure=secure)
-        _create_database(endpoints)
+        wait_ready(endpoints, secure=secure, only=only)
+        if only is None or "influxdb" in only:
+            _create_database(endpoints)
+    if only is not None:
+        log(f"services: ready ({', '.join(sorted(only))})")
+        return
     mqtt = (
         f"mqtts {endpoints.mqtt_host}:{secure.tls_port}"
         if secure

@@ -128,7 +128,7 @@ def test_check_prints_a_summary_and_a_bad_config_exits_2(tmp_path: Path) -> None
             '[gateway]\nid = "g"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\n[[adapter]]\ntype = "simulated"\n'
             'name = "two"\ninterval_s = 0\ncuont = 3\n',
             "adapter[1] (simulated): interval_s: must be > 0 (got 0.0); "
-            "cuont: unknown key (allowed: type, name, interval_s, devices, count, kinds, seed, ticks)",
+            "cuont: unknown key (allowed: type, name, interval_s, devices, count, kinds, seed, ticks, stagger)",
         ),
         (
             '[gateway]\nid = "g"\ndistrict = "d"\n[[adapter]]\ntype = "simulated"\ncount = 2\ndevices = ["a"]\n',
