@@ -373,12 +373,13 @@ class Gateway:
         self._confirms.append(payload)
         self._wake.set()
 
+    def _can_send(self) -> bool:
+        """Room in the publisher's window and byte budget (one slot stays free for the status message)."""
+        return self.publisher.available > 1 and self.ledger.inflight_bytes < self.timing.max_inflight_bytes
+
     def _has_room(self) -> bool:
-        return (
-            self.publisher.available > 1
-            and self.ledger.inflight_bytes < self.timing.max_inflight_bytes
-            and self.ledger.has_room()
-        )
+        """Room for new readings: also under the bound of readings published and not confirmed."""
+        return self._can_send() and self.ledger.has_room()
 
     def _apply_acks(self) -> None:
         now = time.monotonic()
@@ -467,7 +468,10 @@ class Gateway:
         """Unconfirmed messages whose wait is over, eviction notices, then at most one message per device; True
         if some device still has unpublished readings (or retries are waiting for room)."""
         backlog = False
-        while self._has_room():
+        # A retry replaces its own unconfirmed readings (take_due releases them), so it needs room in the
+        # window, not under the unconfirmed bound: when the broker refused a whole bound's worth (0x10 while
+        # ingest is away), waiting for that room would wait forever.
+        while self._can_send():
             due = self.ledger.take_due(time.monotonic(), 1)
             if not due:
                 break

@@ -9,10 +9,12 @@ per gateway and replayed by one real `districtpulse gateway` process per buildin
 spool, QoS 1, deleting only what ingest confirms) through a private Mosquitto to one real `python -m ingest`
 and a private InfluxDB 1.x, all on free ports with a temporary state dir:
 
-1. the gateways start before ingest ever subscribed (Mosquitto answers "no matching subscribers");
+1. the gateways start before ingest ever subscribed (Mosquitto answers "no matching subscribers"), then ingest
+   subscribes;
 2. InfluxDB is killed (kill -9) and stays down while every reading of the day arrives at the gateways and at
-   least `--outage-s`; meanwhile ingest is killed and restarted, a gateway is killed and restarted (its replay
-   resumes at its committed cursor), and Mosquitto is killed with a backlog and restarted;
+   least `--outage-s`; meanwhile ingest is killed and restarted (it subscribes again only once InfluxDB
+   answers), a gateway is killed and restarted (its replay resumes at its committed cursor), and Mosquitto is
+   killed with a backlog and restarted;
 3. InfluxDB comes back; then it is frozen (SIGSTOP, 3 s), ingest is killed again, and InfluxDB is killed and
    restarted mid-drain;
 4. every gateway exits by itself (`--exit-when-idle`) once ingest has confirmed all its readings.
@@ -37,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from districtpulse import services  # noqa: E402
 from districtpulse.config import Endpoints  # noqa: E402
 from districtpulse.demo import DemoGateway, write_replays  # noqa: E402
 from ingest.quarantine import Quarantine  # noqa: E402
-from simulators import Cadence, FaultConfig, SimConfig, Simulation  # noqa: E402
+from simulators import Cadence, FaultConfig, SimConfig, Simulation, yesterday  # noqa: E402
 from simulators.fleets import registry_toml, scalable_cities  # noqa: E402
 
 DATABASE = "chaos"
@@ -112,7 +113,7 @@ class Run:
             "DP_INFLUX_PORT": str(endpoints.influx_port),
             "DP_INFLUX_DB": DATABASE,
             "DP_STATE_DIR": str(endpoints.state_dir),
-            "DP_LOG_LEVEL": "WARNING",
+            "DP_LOG_LEVEL": os.environ.get("DP_LOG_LEVEL", "WARNING"),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.faults: list[dict[str, Any]] = []
@@ -286,7 +287,8 @@ def main() -> int:
     started = time.monotonic()
     district = "chaos"
     registry = scalable_cities(district, buildings=a.buildings, apartments=a.apartments, chargers=a.buildings)
-    day = date.today() - timedelta(days=2)
+    # Yesterday, local: older instantaneous readings would be shed by the spool's age bound (2 days).
+    day = yesterday(next(iter(registry.districts.values())).timezone)
     faults = {"nan": (a.bad_readings + 1) // 2, "out_of_range": a.bad_readings // 2}
     sim = Simulation(
         registry,
@@ -323,16 +325,16 @@ def main() -> int:
             run.start_gateway(g)
         run.fault("gateways start before ingest ever subscribed")
         time.sleep(3)
+        run.start_ingest()
+        run.fault("ingest subscribed")
         run.kill_service("influxdb")
         outage_started = time.monotonic()
         run.fault("influxdb killed: the outage begins")
-        run.start_ingest()
-        run.fault("ingest subscribed (its sink is down)")
         run.wait("a third of the day to be spooled", lambda: run.spooled() >= readings // 3, 300)
         run.kill("ingest")
         run.fault("ingest killed")
         time.sleep(2)
-        run.start_ingest()
+        run.start_ingest(wait=False)  # (it subscribes once its sink answers: it takes nothing it cannot store)
         run.fault("ingest restarted")
         run.wait("two thirds of the day to be spooled", lambda: run.spooled() >= 2 * readings // 3, 300)
         victim = gateways[len(gateways) // 2]

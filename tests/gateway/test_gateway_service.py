@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from devices import BATCH_ADAPTER, DeviceKind, encode_batch, units_for
 from gateway.adapters import Adapter
 from gateway.clock import Clock
+from gateway.delivery import DeliveryPolicy
 from gateway.publisher import Will
 from gateway.service import Gateway, Timing, consecutive_run, encode_message
 from gateway.spool import Spool, SpooledReading, encode_values
@@ -228,3 +229,26 @@ def test_the_in_flight_bytes_bound_stops_a_cycle_until_acks_free_room(tmp_path: 
         h.gateway.commit()
     assert sorted(doc["device"] for _, doc in sent) == ["d0", "d1", "d2", "d3"]
     assert h.spool.readings == 0
+
+
+def test_a_window_full_of_refused_messages_is_published_again(tmp_path: Path) -> None:
+    """The broker refused (0x10, nobody subscribed) as many readings as the unconfirmed window holds: their
+    retries must not wait for room that only their own confirmation frees. (`scripts/chaos_long.py` found
+    this: a gateway restarted while ingest was away stopped publishing for good.)"""
+    readings = [(f"d{i % 3}", T0 + i, _meter(i)) for i in range(600)]
+    adapter = ListAdapter([(f"d{i}", DeviceKind.ELECTRICITY_METER) for i in range(3)], readings)
+    policy = DeliveryPolicy(timeout_s=0.05, timeout_max_s=0.1, retry_min_s=0.01, max_unconfirmed_readings=100)
+    timing = Timing(commit_interval_s=0.005, publish_interval_s=0.005, heartbeat_interval_s=3600, delivery=policy)
+    h = Harness(tmp_path / "s.sqlite", {"list": adapter}, timing=timing)
+    h.pub.code = 0x10
+    subscribed = threading.Timer(0.5, lambda: setattr(h.pub, "code", 0))  # ingest subscribes half a second on
+    subscribed.start()
+    try:
+        assert h.run_until_idle() == 0
+    finally:
+        subscribed.cancel()
+    assert h.spool.readings == 0  # every reading confirmed (the safety net would stop a stuck gateway at 20 s)
+    counts = h.gateway.ledger.counts
+    assert counts.puback_reasons[0x10] >= 1
+    assert counts.confirmed_readings == 600
+    assert counts.republished_readings >= 100  # the refused window, at least once
