@@ -6,8 +6,9 @@ received and a reference to its message's payload. Payloads are kept whole (a 50
 with one bad reading must be replayable) and once: in `payloads`, keyed by their SHA-256, shared by every row
 of the message and deleted with the last row that references it (a trigger, in the same transaction).
 
-A redelivered message does not add rows: each row has a fingerprint (topic, payload, reading index, reason)
-and a repeat is ignored, just as InfluxDB overwrites a repeated point. A message is acknowledged to the
+A redelivered message does not add rows: each row has a fingerprint (topic, reason, and the payload, or for
+a rejected reading the reading itself: its seq, time and values, whatever message it came in) and a repeat is
+ignored, just as InfluxDB overwrites a repeated point. A message is acknowledged to the
 broker only after its rejections are committed here.
 
 Bounds: at `max_rows` rows or `max_bytes` bytes the oldest rows are deleted first, in the transaction that
@@ -276,6 +277,8 @@ class Quarantine:
 
         Rows beyond the limits are evicted oldest first in the same transaction."""
         digests: dict[bytes, str] = {}
+        parsed: dict[str, object] = {}  # digest -> the payload's JSON, for the readings' identities
+        legacy: dict[str, str] = {}  # a reading's fingerprint -> the one earlier versions gave it
         payloads: dict[str, tuple[str, bytes, int]] = {}
         rows: list[tuple[object, ...]] = []
         too_large = [0, 0]
@@ -292,7 +295,17 @@ class Quarantine:
                 self._log_too_large(e, size + payload_size)
                 continue
             payloads[digest] = (digest, e.payload, payload_size)
-            fp = _fingerprint(e)
+            reading = None
+            if e.index is not None:
+                if digest not in parsed:
+                    try:
+                        parsed[digest] = json.loads(e.payload)
+                    except ValueError:
+                        parsed[digest] = None
+                reading = _reading_identity(parsed[digest], e.index)
+            fp = _fingerprint(e, reading)
+            if reading is not None:
+                legacy[fp] = _fingerprint(e, None)
             rows.append(
                 (e.received_ms, e.topic, e.device, e.reason, e.detail, e.index, e.readings, errors, digest, size, fp)
             )
@@ -301,6 +314,9 @@ class Quarantine:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 before = self._read_usage()
+                if legacy:  # a redelivery of a message quarantined by an earlier version adds nothing either
+                    known = self._known(list(legacy.values()))
+                    rows = [r for r in rows if legacy.get(str(r[-1])) not in known]
                 self._db.executemany(
                     "INSERT OR IGNORE INTO payloads (digest, payload, bytes) VALUES (?, ?, ?)", payloads.values()
                 )
@@ -314,6 +330,16 @@ class Quarantine:
             inserted = 0
         self._count_evicted(evicted[0] + too_large[0], evicted[1] + too_large[1])
         return inserted
+
+    def _known(self, fingerprints: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(fingerprints), 500):
+            chunk = fingerprints[i : i + 500]
+            cursor = self._db.execute(
+                f"SELECT fingerprint FROM quarantine WHERE fingerprint IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            found.update(fp for (fp,) in cursor)
+        return found
 
     def _evict(self) -> tuple[int, int]:
         """Delete the oldest rows until both limits hold (in the caller's transaction); (rows, bytes) evicted."""
@@ -433,12 +459,36 @@ class Quarantine:
         self._db.close()
 
 
-def _fingerprint(entry: QuarantineEntry) -> str:
-    """The identity of a rejection, the same as in schema 1 (migrated rows keep theirs)."""
+def _fingerprint(entry: QuarantineEntry, reading: bytes | None) -> str:
+    """The identity of a rejection: what is rejected (the message's bytes, or for one reading the reading
+    itself, `_reading_identity`), where it came from (the topic) and why.
+
+    A gateway publishes an unconfirmed reading again in whatever message its spool then makes (another
+    first seq, other neighbours, another index), so a rejected reading is identified by its own sequence
+    number, time and values, not by the message around it: quarantined once however often it arrives.
+    (Rows stored by earlier versions keep the fingerprint they were stored with, the message's bytes and the
+    index, `reading=None` here: `add` looks that one up too, so a redelivery after an upgrade adds nothing.)"""
     digest = hashlib.sha256(entry.topic.encode())
-    digest.update(b"\0" + entry.payload + b"\0")
-    digest.update(f"{entry.index}:{entry.reason}".encode())
+    if reading is None:
+        digest.update(b"\0" + entry.payload + b"\0")
+        digest.update(f"{entry.index}:{entry.reason}".encode())
+    else:
+        digest.update(b"\0reading\0" + reading + b"\0")
+        digest.update(entry.reason.encode())
     return digest.hexdigest()[:32]
+
+
+def _reading_identity(doc: object, index: int) -> bytes | None:
+    """`seq ts values` of reading `index` of a parsed v1 batch, canonical; None if it is not one."""
+    if not isinstance(doc, dict):
+        return None
+    readings, seq = doc.get("readings"), doc.get("seq")
+    if not isinstance(readings, list) or not 0 <= index < len(readings) or not isinstance(readings[index], dict):
+        return None
+    first = seq[0] if isinstance(seq, list) and seq and isinstance(seq[0], int) else None
+    number = None if first is None else first + index
+    reading = readings[index]
+    return json.dumps([number, reading.get("ts"), reading.get("values")], sort_keys=True, default=str).encode()
 
 
 def _v1_digest(payload: bytes, truncated: int) -> str:

@@ -1,13 +1,13 @@
 """Chaos, long: a compressed long outage of InfluxDB with every other part killed on top, exact counts at the end.
 
-    PYTHONPATH=. python scripts/chaos_long.py                     # ~544k readings, ~10 minutes here
-    PYTHONPATH=. python scripts/chaos_long.py --buildings 1 --apartments 10 --timeout 300   # smoke, ~2 min
+    PYTHONPATH=. python scripts/chaos_long.py                     # 545,760 readings, ~3 minutes here
+    PYTHONPATH=. python scripts/chaos_long.py --buildings 1 --apartments 10 --timeout 300   # smoke, ~1 min
 
 A simulated district day (`--buildings` x (`--apartments` electricity meters + heat meter + building sensor
 + an EV charger), one reading a minute, `--bad-readings` NaN and out-of-range readings injected) is recorded
-per gateway and replayed by one real `districtpulse gateway` process per building (replay adapter, its own
-spool, QoS 1, deleting only what ingest confirms) through a private Mosquitto to one real `python -m ingest`
-and a private InfluxDB 1.x, all on free ports with a temporary state dir:
+per gateway and replayed by one real `districtpulse gateway` process per building (replay adapter paced at
+`--speed` times real time, its own spool, QoS 1, deleting only what ingest confirms) through a private
+Mosquitto to one real `python -m ingest` and a private InfluxDB 1.x, on free ports with a temporary state dir:
 
 1. the gateways start before ingest ever subscribed (Mosquitto answers "no matching subscribers"), then ingest
    subscribes;
@@ -85,6 +85,7 @@ retry_min_s = 1
 [[adapter]]
 type = "replay"
 file = "replay.jsonl"
+speed = SPEED
 """
 
 
@@ -282,6 +283,9 @@ def main() -> int:
     p.add_argument("--outage-s", type=float, default=60.0, help="InfluxDB stays down at least this long")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for the drain after the outage")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--speed", type=float, default=1440.0, help="replay pace, x real time (1440: the day in a minute; 0: at once)"
+    )
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, spools, quarantine)")
     a = p.parse_args()
     started = time.monotonic()
@@ -309,7 +313,8 @@ def main() -> int:
                 "DP_STATE_DIR": str(work / "state"),
             }
         )
-        gateways = write_replays(sim.messages(), work / "gateways", district, endpoints, GATEWAY)
+        template = GATEWAY.replace("SPEED", str(a.speed))
+        gateways = write_replays(sim.messages(), work / "gateways", district, endpoints, template)
         readings = sum(g.readings for g in gateways)
         log(
             f"{len(registry)} devices on {len(gateways)} gateways, {readings:,} readings "
@@ -329,6 +334,7 @@ def main() -> int:
         run.fault("ingest subscribed")
         run.kill_service("influxdb")
         outage_started = time.monotonic()
+        spooled_before = run.spooled()
         run.fault("influxdb killed: the outage begins")
         run.wait("a third of the day to be spooled", lambda: run.spooled() >= readings // 3, 300)
         run.kill("ingest")
@@ -354,8 +360,9 @@ def main() -> int:
             time.sleep(remaining)
         outage_s = time.monotonic() - outage_started
         held = run.left()
+        arrived = run.spooled() - spooled_before
         run.restart("influxdb")
-        run.fault("influxdb back: the outage ends", outage_s=round(outage_s, 1), readings_held=held)
+        run.fault("influxdb back: the outage ends", outage_s=round(outage_s, 1), readings_held=held, arrived=arrived)
         drain_started = time.monotonic()
         time.sleep(5)
         pid = run.service_pid("influxdb")
@@ -402,6 +409,7 @@ def main() -> int:
         "gateways": len(gateways),
         **result,
         "outage_s": round(outage_s, 1),
+        "readings_arrived_during_outage": arrived,
         "readings_held_at_end_of_outage": held,
         "drain_s": round(drain_s, 1),
         "drain_readings_per_s": round(held / drain_s, 1),

@@ -111,6 +111,24 @@ async def test_several_rejected_readings_of_one_message_share_one_payload(tmp_pa
         q.close()
 
 
+async def test_a_reading_republished_in_another_message_is_quarantined_once(tmp_path: Path, registry: Registry) -> None:
+    """A gateway publishes what ingest has not confirmed again from its spool, in whatever message that makes:
+    the rejected reading (seq 7) arrives first at index 7 of [0, 9], then at index 2 of [5, 9]. It is the same
+    reading, kept once (`scripts/chaos_long.py` found it kept twice); another bad reading is a row of its own."""
+    whole = _batch(10, nan_at=frozenset({7}))
+    tail = _batch(5, nan_at=frozenset({2}), first_seq=5)
+    other = _batch(5, nan_at=frozenset({3}), first_seq=5)  # seq 8: another reading
+    stats, _ = await _ingest(tmp_path, registry, [(TOPIC, whole), (TOPIC, tail), (TOPIC, other)])
+    assert dict(stats.readings_quarantined) == {"non_finite": 3}  # counted per delivery
+    q = Quarantine(tmp_path / "q.sqlite")
+    try:
+        rows = q.rows()
+        assert [(r.payload, r.reading_index) for r in rows] == [(whole, 7), (other, 3)]
+        assert q.count_readings() == {"non_finite": 2}
+    finally:
+        q.close()
+
+
 def _entry(n: int, index: int, payload: bytes) -> QuarantineEntry:
     return QuarantineEntry("t", None, "r", "", index, 1, (), payload, n)
 
