@@ -252,8 +252,13 @@ class Ledger:
         return out
 
     def next_due(self) -> float | None:
-        """The earliest retry deadline (stale heap entries included: waking early only costs a look)."""
-        return self._due[0][0] if self._due else None
+        """The earliest retry deadline of a message still waiting for one. Stale heap entries (confirmed,
+        rescheduled, back in flight) are dropped from the top first: a confirmed message's old deadline
+        would otherwise wake the gateway for nothing, 30 s after every message it ever published."""
+        due = self._due
+        while due and (due[0][2].done or due[0][2].deadline != due[0][0] or due[0][2].mid is not None):
+            heapq.heappop(due)
+        return due[0][0] if due else None
 
     def latency(self) -> dict[str, float] | None:
         """Publication to confirmation over the last confirmed messages: median, 99th percentile, maximum."""

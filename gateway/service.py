@@ -464,18 +464,23 @@ class Gateway:
             for key in set(self._notice_due) - live:
                 del self._notice_due[key]  # confirmed (or merged into a longer run, sent as that)
 
-    def publish_cycle(self) -> bool:
-        """Unconfirmed messages whose wait is over, eviction notices, then at most one message per device; True
-        if some device still has unpublished readings (or retries are waiting for room)."""
-        backlog = False
-        # A retry replaces its own unconfirmed readings (take_due releases them), so it needs room in the
-        # window, not under the unconfirmed bound: when the broker refused a whole bound's worth (0x10 while
-        # ingest is away), waiting for that room would wait forever.
+    def publish_retries(self) -> None:
+        """Unconfirmed messages whose wait is over, published again from the spool.
+
+        A retry replaces its own unconfirmed readings (take_due releases them), so it needs room in the
+        window, not under the unconfirmed bound: when the broker refused a whole bound's worth (0x10 while
+        ingest is away), waiting for that room would wait forever."""
         while self._can_send():
             due = self.ledger.take_due(time.monotonic(), 1)
             if not due:
                 break
             self._republish(due[0])
+
+    def publish_cycle(self) -> bool:
+        """Retries whose wait is over, eviction notices, then at most one message per device; True if some
+        device still has unpublished readings (or retries are waiting for room)."""
+        backlog = False
+        self.publish_retries()
         self._publish_notices(time.monotonic())
         devices = self.spool.device_ids
         if not devices:
@@ -543,9 +548,11 @@ class Gateway:
                     next_heartbeat = now + t.heartbeat_interval_s
                 self._apply_acks()
                 retry = self.ledger.next_due()
-                if now >= next_publish or (self._backlog and self._has_room()) or (retry is not None and now >= retry):
+                if now >= next_publish or (self._backlog and self._has_room()):
                     self._backlog = self.publish_cycle()
                     next_publish = now + t.publish_interval_s
+                elif retry is not None and now >= retry:
+                    self.publish_retries()  # (new readings wait for their interval: one burst per interval)
                 if now >= next_heartbeat:
                     self._publish_status("online")
                     next_heartbeat = now + t.heartbeat_interval_s

@@ -115,3 +115,20 @@ def test_puback_mode_forgets_on_a_successful_puback_only() -> None:
     assert led.puback(2, 0x10, 0.0) is None
     assert led.unconfirmed_readings == 5
     assert [e.first for e in led.take_due(1.0, 10)] == [5]
+
+
+def test_the_next_deadline_is_that_of_a_message_still_waiting() -> None:
+    """A confirmed message's old deadline must not wake the gateway (it did, 30 s after every message, and the
+    wake published whatever new readings had come: a confirmation document a second instead of one per
+    publish interval, measured by benchmarks/confirm_latency.py)."""
+    led = ledger()
+    led.sent(1, "m", 0, 9, 100, now=0.0)
+    led.sent(2, "m", 10, 19, 100, now=0.0)
+    led.puback(1, 0, 0.0)  # due at 10 s
+    led.puback(2, 0, 5.0)  # due at 15 s
+    assert led.next_due() == 10.0
+    led.confirmed("m", 0, 9, 1.0)
+    assert led.next_due() == 11.0  # the second's, brought forward by the first confirmation (1 s + timeout)
+    led.confirmed("m", 10, 19, 2.0)
+    assert led.next_due() is None
+    assert led.take_due(1000.0, 10) == []
