@@ -2,10 +2,13 @@
 
 The pipeline settles a message (every reading in InfluxDB or durably in the quarantine), acknowledges it to
 the broker, and hands its (district, gateway, device, first seq, last seq) here. Ranges are gathered per
-gateway and merged, and a gateway's pending ranges are published once the oldest of them has waited
-`delay_s` (0.25 s by default): a gateway publishes one message per device per interval, in one burst, so the
-burst's confirmations leave together, in one document (`devices.wire.encode_confirms`), at QoS 1 on
-`dp/v1/<district>/<gateway>/confirm`.
+gateway and merged, and a gateway's pending ranges are published once none has been added for `delay_s`
+(0.25 s by default), or at the latest `max_delay_s` (1 s) after the first of them: a gateway publishes one
+message per device per interval, in one burst, whose messages ingest settles over a few hundred
+milliseconds; waiting for the burst to go quiet sends its confirmations together, in one document
+(`devices.wire.encode_confirms`), at QoS 1 on `dp/v1/<district>/<gateway>/confirm`. (A fixed wait after the
+first range split a burst that took longer than the wait into two documents: 1.2 per gateway and interval
+in `benchmarks/confirm_latency.py`.)
 
 Nothing here is durable, and need not be: a confirmation lost (ingest killed before it left, the broker
 restarted, the gateway offline) only means the gateway publishes those readings again after its timeout;
@@ -44,9 +47,13 @@ def confirm_key(topic: str, seq: tuple[int, int] | None) -> Key | None:
 
 @dataclass(slots=True)
 class _Pending:
-    since: float
+    since: float  #: when the first range came
+    last: float  #: when the latest range came
     ranges: Ranges = field(default_factory=dict)
     count: int = 0
+
+    def due(self, quiet_s: float, max_s: float) -> float:
+        return min(self.last + quiet_s, self.since + max_s)
 
 
 @dataclass(slots=True)
@@ -66,6 +73,7 @@ class Confirmer:
         *,
         by: str,
         delay_s: float = 0.25,
+        max_delay_s: float = 1.0,
         max_ranges: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -74,6 +82,7 @@ class Confirmer:
         self._publish = publish
         self.by = by
         self.delay_s = delay_s
+        self.max_delay_s = max(delay_s, max_delay_s)
         self.max_ranges = max_ranges
         self._clock = clock
         self._wall_ms = wall_ms
@@ -86,9 +95,11 @@ class Confirmer:
             self.stats.unconfirmable += 1
             return
         district, gateway, device, first, last = key
+        now = self._clock()
         pending = self._pending.get((district, gateway))
         if pending is None:
-            pending = self._pending[(district, gateway)] = _Pending(self._clock())
+            pending = self._pending[(district, gateway)] = _Pending(now, now)
+        pending.last = now
         pending.ranges.setdefault(device, []).append((first, last))
         pending.count += 1
         self._count += 1
@@ -105,12 +116,13 @@ class Confirmer:
         """When the oldest pending document is due (monotonic), or None."""
         if not self._pending:
             return None
-        return min(p.since for p in self._pending.values()) + self.delay_s
+        return min(p.due(self.delay_s, self.max_delay_s) for p in self._pending.values())
 
     def flush(self, *, everything: bool = False) -> int:
-        """Publish the documents that have waited `delay_s` (all of them with `everything`); returns how many."""
+        """Publish the documents that are due (quiet for `delay_s`, or `max_delay_s` old; all of them with
+        `everything`); returns how many."""
         now = self._clock()
-        due = [g for g, p in self._pending.items() if everything or now - p.since >= self.delay_s]
+        due = [g for g, p in self._pending.items() if everything or now >= p.due(self.delay_s, self.max_delay_s)]
         return sum(self._send(g) for g in due)
 
     def _send(self, gateway: tuple[str, str]) -> int:

@@ -80,8 +80,10 @@ class IngestSettings:
     #: After SIGTERM, how long the writers may keep retrying before the rest is left to the broker.
     drain_timeout_s: float = 10.0
     quarantine_max_rows: int = 1_000_000
-    #: A gateway's confirmation leaves this long after its first settled range (one document per burst).
+    #: A gateway's confirmation leaves once no range of it settled for this long (its burst is over), at the
+    #: latest `confirm_max_delay_s` after the first: one document per burst.
     confirm_delay_s: float = 0.25
+    confirm_max_delay_s: float = 1.0
     quarantine_max_bytes: int = 1 << 30
     #: Publish storage confirmations. Off only where no gateway waits for them (a fleet older than
     #: confirmations, a benchmark's baseline): a current gateway would keep and resend every reading.
@@ -221,7 +223,12 @@ class Pipeline:
         self._room = asyncio.Event()
         self._batch = _Batch()
         self._deadline = 0.0
-        self.confirmer = Confirmer(self.source.publish, by=settings.mqtt.client_id, delay_s=settings.confirm_delay_s)
+        self.confirmer = Confirmer(
+            self.source.publish,
+            by=settings.mqtt.client_id,
+            delay_s=settings.confirm_delay_s,
+            max_delay_s=settings.confirm_max_delay_s,
+        )
         self._confirm_wake = asyncio.Event()
 
     # -- receive side -----------------------------------------------------------------------------------
@@ -430,7 +437,7 @@ class Pipeline:
             await self._queue.put(None)
 
     async def _confirm_loop(self) -> None:
-        """Publish each gateway's confirmation once its oldest settled range has waited `confirm_delay_s`."""
+        """Publish each gateway's confirmation once it is due (`Confirmer`: its burst went quiet)."""
         confirmer = self.confirmer
         while True:
             due = confirmer.next_due()

@@ -120,6 +120,7 @@ class IngestConfig(BaseSettings):
     max_inflight_readings: int = Field(default=100_000, ge=1)
     drain_timeout_s: float = Field(default=10.0, ge=0)
     confirm_delay_s: float = Field(default=0.25, ge=0, le=10)
+    confirm_max_delay_s: float = Field(default=1.0, ge=0, le=60)
     #: Storage confirmations to the gateways. Off only where no gateway waits for them (every gateway older
     #: than confirmations, or a benchmark's baseline): a current gateway keeps and resends what is unconfirmed.
     confirm: bool = True
@@ -191,6 +192,7 @@ class IngestConfig(BaseSettings):
             max_inflight_readings=self.max_inflight_readings,
             drain_timeout_s=self.drain_timeout_s,
             confirm_delay_s=self.confirm_delay_s,
+            confirm_max_delay_s=self.confirm_max_delay_s,
             confirm=self.confirm,
             quarantine_max_rows=self.quarantine_max_rows,
             quarantine_max_bytes=self.quarantine_max_bytes,
