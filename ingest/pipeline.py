@@ -228,6 +228,7 @@ class Pipeline:
             by=settings.mqtt.client_id,
             delay_s=settings.confirm_delay_s,
             max_delay_s=settings.confirm_max_delay_s,
+            stats=self.stats.confirmations,
         )
         self._confirm_wake = asyncio.Event()
 

@@ -68,6 +68,8 @@ async def test_stored_ranges_are_confirmed_to_their_gateway_merged_after_the_wri
     doc = json.loads(source.published[0][1])
     assert doc["by"] == "ingest-under-test" and doc["v"] == 1
     assert stats.readings_stored == 1000
+    # what /metrics exports (dp_ingest_confirmed_messages_total, _confirmations_sent_total): the pipeline's figures
+    assert (stats.confirmations.ranges, stats.confirmations.documents) == (10, len(source.published)) == (10, 1)
 
 
 async def test_with_confirmations_off_messages_are_stored_and_acked_and_nothing_is_published(
