@@ -1,4 +1,4 @@
-"""CPU per InfluxDB write: ingest.http1 (what the 1.x writer sends writes with) against httpx, same run, same bodies.
+"""CPU per InfluxDB write: storage.http1 (what the 1.x writer sends writes with) against httpx, same run, same bodies.
 
     PYTHONPATH=. python benchmarks/influx_write_client.py [--requests 200] [--lines 5000]
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from devices.endpoints import Endpoints  # noqa: E402
 from districtpulse.services import up  # noqa: E402
-from ingest.http1 import Http1Client  # noqa: E402
+from storage.http1 import Http1Client  # noqa: E402
 
 DB = "bench_write_client"
 

@@ -64,7 +64,7 @@ from districtpulse import savings_job
 from districtpulse.completeness import seq_accounts
 from districtpulse.progress import ProgressBar
 from ingest.accounting import MEASUREMENT as UNSTORED
-from ingest.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxConfig, InfluxV1
 
 log = logging.getLogger("aggregate")
 

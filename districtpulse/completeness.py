@@ -14,7 +14,7 @@ from typing import Any
 from aggregation.completeness import SeqAccount, SeqSpan, accounts
 from devices import KINDS
 from ingest.accounting import MEASUREMENT, STAGE_EDGE, STAGE_INGEST
-from ingest.influx import InfluxV1
+from storage.influx import InfluxV1
 
 #: How far before a period to look for the reading that closes a gap at its start (the spool's
 #: instantaneous age bound is 2 days: a gap that started earlier is not counted, see aggregation.completeness).

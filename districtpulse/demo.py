@@ -37,9 +37,9 @@ from aggregation import interval_energy
 from devices import KINDS, DeviceKind, Registry, demo_registry_path
 from devices.endpoints import Endpoints
 from districtpulse import demo_savings, services
-from ingest.influx import InfluxConfig, InfluxV1
 from ingest.quarantine import Quarantine, now_ms
 from simulators import DistrictSimulator, Message, yesterday
+from storage.influx import InfluxConfig, InfluxV1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

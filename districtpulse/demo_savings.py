@@ -26,10 +26,10 @@ from devices import KINDS, DeviceKind, Registry, validate_message
 from devices.registry import RegistryFile
 from districtpulse.aggregate import CycleReport, run_cycle
 from districtpulse.progress import ProgressBar
-from ingest.influx import InfluxV1
-from ingest.lineprotocol import encode_readings, series_key
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
+from storage.influx import InfluxV1
+from storage.lineprotocol import encode_readings, series_key
 
 __all__ = [
     "ELECTRICITY_FACTOR",

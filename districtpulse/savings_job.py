@@ -49,7 +49,7 @@ from aggregation.caltrack_daily import NoModelError, SavingsResult, caltrack_dai
 from aggregation.co2 import Factor, load_factors
 from devices import KINDS, DeviceKind, Registry
 from devices.registry import DistrictEntry
-from ingest.influx import InfluxV1
+from storage.influx import InfluxV1
 
 __all__ = [
     "BASELINE_DAYS",

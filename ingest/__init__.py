@@ -1,19 +1,12 @@
 """Ingest: an async MQTT consumer that validates readings, quarantines bad ones and stores good ones in
 InfluxDB, acknowledging each message to the broker only after it is stored."""
 
-from ingest.errors import (
-    BadInput,
-    QuarantineUnusable,
-    SinkError,
-    SinkRefused,
-    SinkRejected,
-    SinkUnavailable,
-    TelemetryError,
-)
-from ingest.influx import InfluxConfig, InfluxV1
+from ingest.errors import BadInput, QuarantineUnusable, TelemetryError
 from ingest.mqtt import MqttConfig, MqttSource
 from ingest.pipeline import IngestSettings, IngestStats, Pipeline, serve
 from ingest.quarantine import Quarantine
+from storage.errors import SinkError, SinkRefused, SinkRejected, SinkUnavailable
+from storage.influx import InfluxConfig, InfluxV1
 
 __all__ = [
     "BadInput",

@@ -25,7 +25,7 @@ from ingest.errors import QuarantineUnusable
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.pipeline import IngestStats, Pipeline
 from ingest.settings import IngestConfig
-from ingest.writers import open_writer
+from storage.writers import open_writer
 
 log = logging.getLogger("ingest")
 

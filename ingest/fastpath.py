@@ -29,7 +29,7 @@ import orjson
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
 from devices.validation import DEFAULT_MAX_FUTURE_MS
 from devices.wire import CLOCK_UNSYNCED, MAX_MESSAGE_BYTES, MAX_SEQ
-from ingest.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key
+from storage.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key
 
 _REQUIRED = frozenset({"v", "device", "seq", "readings"})
 _ALLOWED = frozenset({"v", "device", "seq", "clock", "units", "readings"})

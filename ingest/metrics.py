@@ -48,10 +48,10 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ingest.errors import REFUSAL_REASONS
 from ingest.mqtt import MqttSource, Source
 from ingest.pipeline import IngestStats, Observer
 from ingest.quarantine import Quarantine
+from storage.errors import REFUSAL_REASONS
 
 PREFIX = "dp_ingest"
 

@@ -45,15 +45,15 @@ from devices.validation import Reason, kept_payload
 from devices.wire import Eviction, EvictionError, decode_eviction
 from ingest.accounting import eviction_line, quarantine_lines
 from ingest.confirm import Confirmer, ConfirmStats, confirm_key
-from ingest.errors import SinkRefused, SinkRejected, SinkUnavailable
 from ingest.fastpath import FastPath
-from ingest.influx import InfluxConfig, Writer
-from ingest.lineprotocol import encode_readings, series_key
 from ingest.mqtt import Message, MqttConfig, MqttSource, Source
 from ingest.quarantine import Quarantine, QuarantineEntry, now_ms
 from ingest.retry import Backoff
 from ingest.sinkstate import SinkState
-from ingest.writers import writer_for
+from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
+from storage.influx import InfluxConfig, Writer
+from storage.lineprotocol import encode_readings, series_key
+from storage.writers import writer_for
 
 log = logging.getLogger(__name__)
 

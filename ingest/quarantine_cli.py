@@ -31,13 +31,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from devices import Registry, RegistryError, validate_message
-from ingest.errors import QuarantineUnusable, SinkRefused, SinkRejected, SinkUnavailable
-from ingest.influx import Writer
-from ingest.lineprotocol import encode_readings, series_key
+from ingest.errors import QuarantineUnusable
 from ingest.quarantine import PayloadGroup, Quarantine, QuarantineEntry, now_ms
 from ingest.retry import Backoff
 from ingest.settings import IngestConfig
-from ingest.writers import open_writer
+from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
+from storage.influx import Writer
+from storage.lineprotocol import encode_readings, series_key
+from storage.writers import open_writer
 
 
 @dataclass(slots=True)

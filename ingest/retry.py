@@ -3,14 +3,13 @@
 Full jitter (a uniform draw in [0, base * 2**attempt], capped) spreads the retries of many consumers
 after an outage instead of hammering a recovering InfluxDB in lock-step. When the server says how long to
 wait (HTTP 429/503 with Retry-After), waiting less would only earn another refusal, so the hint is a floor;
-it is capped at `max_retry_after_s` so that a wrong header cannot park the consumer for hours.
+it is capped at `max_retry_after_s` so that a wrong header cannot park the consumer for hours. (The header
+itself is read at the database boundary: `storage.errors.parse_retry_after`.)
 """
 
 from __future__ import annotations
 
-import email.utils
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,21 +31,3 @@ class Backoff:
         if retry_after is None:
             return jittered
         return max(jittered, min(retry_after, self.max_retry_after_s))
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 10.2.3); None when
-    absent or unreadable (the backoff alone decides then)."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

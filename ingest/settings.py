@@ -20,9 +20,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from devices import demo_registry_path
 from devices.endpoints import Endpoints
 from devices.wire import MAX_PACKET_BYTES
-from ingest.influx import InfluxConfig
 from ingest.mqtt import DEFAULT_MAXIMUM_PACKET_SIZE, MqttConfig
 from ingest.pipeline import IngestSettings
+from storage.influx import InfluxConfig
 
 
 def _env() -> Endpoints:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ingest.errors import SinkRefused
+from storage.errors import SinkRefused
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ from districtpulse.dashboard.sources import (
     StatusTracker,
 )
 from districtpulse.dashboard.throttle import LoginThrottle
-from ingest.influx import InfluxConfig
+from storage.influx import InfluxConfig
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from devices import DeviceKind, Registry
 from devices.registry import Device, DistrictEntry
 from districtpulse.dashboard.config import DashboardConfig
 from districtpulse.dashboard.sources import GatewayStatus, Latest, Readings, Registers, Rejections, Statuses, Value
-from ingest.errors import SinkError
+from storage.errors import SinkError
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from aggregation.completeness import SeqAccount
 from devices import KINDS, DeviceKind
 from districtpulse.completeness import seq_accounts
-from ingest.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxConfig, InfluxV1
 
 log = logging.getLogger(__name__)
 

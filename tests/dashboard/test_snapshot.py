@@ -154,7 +154,7 @@ async def test_energy_is_recomputed_only_every_energy_refresh(collector: Collect
 
 
 async def test_an_unreachable_database_is_a_problem_not_a_crash() -> None:
-    from ingest.errors import SinkUnavailable
+    from storage.errors import SinkUnavailable
 
     class Down(FakeReadings):
         async def latest(self, district: str, since_ms: int) -> dict[str, Latest]:

@@ -11,7 +11,18 @@ from pathlib import Path
 import gateway
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_ONLY = {"numba", "numpy", "influxdb_client", "httpx", "aiomqtt", "pandas", "ingest", "aggregation", "simulators"}
+SERVER_ONLY = {
+    "numba",
+    "numpy",
+    "influxdb_client",
+    "httpx",
+    "aiomqtt",
+    "pandas",
+    "storage",
+    "ingest",
+    "aggregation",
+    "simulators",
+}
 
 
 def test_every_gateway_module_imports_without_server_packages() -> None:

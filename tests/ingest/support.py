@@ -13,8 +13,8 @@ import httpx
 
 from devices import Registry, encode_batch, readings_topic, units_for
 from districtpulse.config import Endpoints
-from ingest.errors import SinkRejected, SinkUnavailable
 from ingest.mqtt import Message
+from storage.errors import SinkRejected, SinkUnavailable
 from tests.support.net import free_influx_port, free_port
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z: in the past, after commissioning

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from devices import Reading, Registry, encode_batch, readings_topic, units_for
 from ingest import IngestSettings, IngestStats, Pipeline
-from ingest.lineprotocol import encode_readings
 from ingest.mqtt import MqttConfig
+from storage.lineprotocol import encode_readings
 from tests.ingest.support import FakeSource, FakeWriter, em_values, wait_until
 from tests.ingest.test_fastpath import EM, FAST, NOW, TOPICS, base_doc, check, mutated, slow_lines
 

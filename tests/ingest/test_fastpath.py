@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from devices import Reason, Registry, demo_registry_path, encode_batch, readings_topic, units_for, validate_message
 from devices.wire import MAX_MESSAGE_BYTES, MAX_SEQ
 from ingest.fastpath import FastPath
-from ingest.lineprotocol import encode_readings, series_key
 from simulators import DistrictSimulator
+from storage.lineprotocol import encode_readings, series_key
 
 NOW = 1_800_000_000_000
 REGISTRY = Registry.load(demo_registry_path())

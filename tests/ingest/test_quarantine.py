@@ -18,7 +18,7 @@ import pytest
 from devices import Registry, encode_batch, readings_topic, units_for
 from districtpulse.dashboard.sources import QuarantineReader
 from ingest import IngestSettings, IngestStats, Pipeline
-from ingest.errors import QuarantineUnusable, SinkRefused
+from ingest.errors import QuarantineUnusable
 from ingest.mqtt import MqttConfig
 from ingest.quarantine import (
     PAYLOAD_OVERHEAD,
@@ -31,6 +31,7 @@ from ingest.quarantine import (
 )
 from ingest.quarantine_cli import replay
 from ingest.retry import Backoff
+from storage.errors import SinkRefused
 from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, wait_until
 
 TOPIC = readings_topic("u1", "u1-gw1", "u1-em", "electricity_meter")

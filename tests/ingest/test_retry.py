@@ -8,9 +8,9 @@ from pathlib import Path
 
 from devices import Registry
 from ingest import IngestSettings, IngestStats, Pipeline
-from ingest.errors import SinkUnavailable
 from ingest.mqtt import MqttConfig
 from ingest.retry import Backoff
+from storage.errors import SinkUnavailable
 from tests.ingest.support import FakeSource, em_messages, wait_until
 
 
@@ -98,7 +98,7 @@ async def test_the_pipeline_waits_as_the_backoff_and_the_server_say(
 
 
 def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
-    from ingest.retry import parse_retry_after
+    from storage.errors import parse_retry_after
 
     now = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
     assert parse_retry_after("7") == 7.0

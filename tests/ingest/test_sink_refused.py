@@ -1,7 +1,7 @@
 """InfluxDB refusing every write (401/403/404, a dropped retention policy) is an outage, not bad points: the
 1.x and 2.x writers raise SinkRefused with the status and a clear message, the pipeline retries with backoff,
 quarantines and acknowledges nothing meanwhile, logs the outage once and exports it. The answers scripted
-here are the ones InfluxDB 1.6.7 gives (measured with auth-enabled; see ingest.influx)."""
+here are the ones InfluxDB 1.6.7 gives (measured with auth-enabled; see storage.influx)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devices import Registry
 from ingest import IngestSettings, IngestStats, Pipeline, Quarantine
-from ingest.errors import SinkRefused, SinkRejected, SinkUnavailable
-from ingest.influx import InfluxConfig, InfluxV1
-from ingest.influx2 import InfluxV2
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.mqtt import MqttConfig
+from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
+from storage.influx import InfluxConfig, InfluxV1
+from storage.influx2 import InfluxV2
 from tests.ingest.support import FakeSource, FakeWriter, em_messages, wait_until
-from tests.ingest.test_http1 import BODY, Reply, answer, scripted_server
-from tests.ingest.test_influx2 import FakeInflux, _v2
-from tests.ingest.test_influx2 import server as server  # the fixture
+from tests.storage.test_http1 import BODY, Reply, answer, scripted_server
+from tests.storage.test_influx2 import FakeInflux, _v2
+from tests.storage.test_influx2 import server as server  # the fixture
 
 
 def _json(status: str, body: bytes, *extra: str) -> Reply:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from devices import Reading, Registry, validate_message
-from ingest.influx import InfluxV1
-from ingest.lineprotocol import encode_readings, series_key
 from simulators import Message
+from storage.influx import InfluxV1
+from storage.lineprotocol import encode_readings, series_key
 
 NOW_MS = 4_000_000_000_000  # far future: nothing counts as "in the future"
 

@@ -13,8 +13,8 @@ import pytest
 from devices import Registry, demo_registry_path
 from districtpulse.aggregate import run_cycle
 from districtpulse.config import Endpoints
-from ingest.influx import InfluxConfig, InfluxV1
 from simulators import DistrictSimulator, Message
+from storage.influx import InfluxConfig, InfluxV1
 from tests.integration.aggregate_helpers import write_messages
 
 DAY = date(2026, 11, 20)

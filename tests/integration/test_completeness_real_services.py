@@ -19,7 +19,7 @@ from gateway_mqtt import spooled_counters
 from aggregation.completeness import SeqAccount
 from districtpulse.completeness import seq_accounts
 from districtpulse.config import Endpoints
-from ingest.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxConfig, InfluxV1
 from tests.conftest import small_registry_toml
 from tests.ingest.support import influx_query, ingest_process, unique
 

@@ -22,8 +22,8 @@ import pytest
 
 from devices import Registry, demo_registry_path, validate_message
 from districtpulse.config import Endpoints
-from ingest.lineprotocol import encode_readings, series_key
 from simulators import DistrictSimulator
+from storage.lineprotocol import encode_readings, series_key
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))

@@ -26,10 +26,10 @@ from devices import Registry
 from districtpulse.aggregate import compute_day, local_day, run_cycle
 from districtpulse.config import Endpoints
 from districtpulse.dashboard.sources import InfluxSource
-from ingest.influx import InfluxConfig, InfluxV1
 from simulators import Message
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
+from storage.influx import InfluxConfig, InfluxV1
 from tests.integration.aggregate_helpers import write_messages
 
 RETROFIT = date(2025, 1, 1)

@@ -15,7 +15,7 @@ What it does, and no more:
   timed out, which would only double the wait.
 
 It raises only `HttpUnavailable` (the server cannot be reached or the exchange broke: retry later), so that the
-caller (`ingest.influx`, the boundary) translates one exception.
+caller (`storage.influx`, the boundary) translates one exception.
 """
 
 from __future__ import annotations

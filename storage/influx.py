@@ -1,6 +1,6 @@
 """InfluxDB 1.x over HTTP: `/write` (line protocol) and `/query` (InfluxQL).
 
-This module is the one boundary where transport errors (httpx's, and `ingest.http1`'s for writes) and HTTP
+This module is the one boundary where transport errors (httpx's, and `storage.http1`'s for writes) and HTTP
 statuses become `SinkUnavailable` (retry), `SinkRefused` (an outage that needs an operator: retry) or
 `SinkRejected` (the points are bad). What InfluxDB 1.6.7 answers, measured:
 
@@ -15,8 +15,8 @@ statuses become `SinkUnavailable` (retry), `SinkRefused` (an outage that needs a
 
 The first five refuse every point whatever it holds, so they are `SinkRefused`; a 400 is about the points.
 Writes, the hot path, go
-through `ingest.http1` (a quarter of httpx's CPU per request); queries and /ping through httpx. The 2.x
-writer is `ingest.influx2` (influxdb-client); InfluxQL queries work on 2.x too through its v1 compatibility API.
+through `storage.http1` (a quarter of httpx's CPU per request); queries and /ping through httpx. The 2.x
+writer is `storage.influx2` (influxdb-client); InfluxQL queries work on 2.x too through its v1 compatibility API.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ingest.errors import REFUSAL_REASONS, SinkRefused, SinkRejected, SinkUnavailable
-from ingest.http1 import Http1Client, HttpUnavailable
-from ingest.retry import parse_retry_after
+from storage.errors import REFUSAL_REASONS, SinkRefused, SinkRejected, SinkUnavailable, parse_retry_after
+from storage.http1 import Http1Client, HttpUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class InfluxConfig:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
-    #: "1", "2", or "auto": ask /ping (see `ingest.writers.open_writer`)
+    #: "1", "2", or "auto": ask /ping (see `storage.writers.open_writer`)
     version: str = "1"
     org: str | None = None
     bucket: str | None = None
@@ -52,7 +51,7 @@ class InfluxConfig:
 
 
 class Writer(Protocol):
-    """What the pipeline needs from a database: the 1.x client here, the 2.x one in `ingest.influx2`.
+    """What the pipeline needs from a database: the 1.x client here, the 2.x one in `storage.influx2`.
 
     `write` returns only when the database has stored every point of the body (line protocol, ms), and
     raises `SinkUnavailable` (retry later) or `SinkRejected` (some points can never be stored)."""

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ingest.errors import SinkRejected, SinkUnavailable
-from ingest.influx import InfluxConfig, InfluxV1
-from ingest.influx2 import InfluxV2
-from ingest.writers import AutoWriter, major_version, open_writer
+from storage.errors import SinkRejected, SinkUnavailable
+from storage.influx import InfluxConfig, InfluxV1
+from storage.influx2 import InfluxV2
+from storage.writers import AutoWriter, major_version, open_writer
 
 BODY = (
     b"electricity,district=d,building=b,device=em energy_import=1000.25,power=900.0,seq=1i 1790000000000\n"

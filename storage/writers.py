@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import httpx
 
-from ingest.errors import SinkUnavailable
-from ingest.influx import InfluxConfig, InfluxV1, Writer
-from ingest.influx2 import InfluxV2
+from storage.errors import SinkUnavailable
+from storage.influx import InfluxConfig, InfluxV1, Writer
+from storage.influx2 import InfluxV2
 
 
 def major_version(header: str | None) -> str:

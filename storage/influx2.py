@@ -23,9 +23,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from ingest.errors import REFUSAL_REASONS, SinkRefused, SinkRejected, SinkUnavailable
-from ingest.influx import InfluxConfig, error_text
-from ingest.retry import parse_retry_after
+from storage.errors import REFUSAL_REASONS, SinkRefused, SinkRejected, SinkUnavailable, parse_retry_after
+from storage.influx import InfluxConfig, error_text
 
 _MS = cast(WritePrecision, WritePrecision.MS)  # the class holds plain str constants; the API is annotated
 

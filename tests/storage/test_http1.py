@@ -1,4 +1,4 @@
-"""ingest.http1, the write client of the 1.x writer, against a scripted HTTP server on loopback (every answer
+"""storage.http1, the write client of the 1.x writer, against a scripted HTTP server on loopback (every answer
 written byte by byte by the test), and InfluxV1's translation of its answers into SinkUnavailable/SinkRejected.
 The real InfluxDB 1.6.7 is behind every integration test of ingest."""
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ingest.errors import SinkRejected, SinkUnavailable
-from ingest.http1 import MAX_RESPONSE_BYTES, Http1Client, HttpUnavailable
-from ingest.influx import InfluxConfig, InfluxV1
+from storage.errors import SinkRejected, SinkUnavailable
+from storage.http1 import MAX_RESPONSE_BYTES, Http1Client, HttpUnavailable
+from storage.influx import InfluxConfig, InfluxV1
 
 BODY = b"electricity,district=d,building=b,device=em energy_import=1000.25,seq=1i 1790000000000\n" * 2000
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nX-Influxdb-Version: 1.6.7\r\n\r\n"

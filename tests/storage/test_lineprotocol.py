@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from devices import Reading, Registry
-from ingest.lineprotocol import encode_readings, series_key
+from storage.lineprotocol import encode_readings, series_key
 
 
 def test_tags_come_from_the_registry_and_fields_keep_their_types(make_registry: Callable[[str], Registry]) -> None:
