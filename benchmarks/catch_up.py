@@ -48,7 +48,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confirm_latency import Statuses, registry_toml  # noqa: E402  (this folder is on sys.path: it holds the script)
+from confirm_latency import Statuses, registry_toml, stop_all  # noqa: E402  (this folder is on sys.path: it holds the script)
 from ingest_throughput import free_port  # noqa: E402
 
 from districtpulse import services  # noqa: E402
@@ -231,13 +231,7 @@ def main() -> int:
                 proc.wait(60)
         finally:
             statuses.close()
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+            stop_all(procs)
         spooled = held = evicted = 0
         for gw in gateway_ids:
             with contextlib.closing(sqlite3.connect(work / f"spool-{gw}.sqlite")) as db:

@@ -120,6 +120,17 @@ class Statuses:
         self.client.disconnect()
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM whatever still runs, and kill what does not stop within 30 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--devices", type=int, default=20_000)
@@ -211,13 +222,7 @@ def main() -> int:
             final = statuses.snapshot()
         finally:
             statuses.close()
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+            stop_all(procs)
             services.down(endpoints, log=lambda _: None)
 
     per_gateway: dict[str, dict[str, Any]] = {}
