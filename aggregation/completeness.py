@@ -6,7 +6,7 @@ the readings that *exist* are known exactly, without assuming a reporting interv
 
 - *stored*: a point in InfluxDB (every raw point carries its `seq`);
 - *quarantined*: refused by ingest's validation and kept in its quarantine; ingest writes an `unstored`
-  point with `stage=ingest` for each run of them (`ingest.accounting`);
+  point with `stage=ingest` for each run of them (`storage.unstored`);
 - *evicted*: deleted by the gateway's spool bounds before it was confirmed (a long outage); the gateway
   reports each run in an eviction notice and ingest writes it as an `unstored` point with `stage=edge`;
 - *lost*: numbered but none of the above: lost in transit (the proof chain's failure, which should be 0).

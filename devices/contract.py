@@ -367,7 +367,7 @@ def eviction_notice_schema() -> Schema:
             "Gateway -> ingest, on dp/v1/<district>/<gateway>/<device>/evicted, QoS 1, not retained: the readings "
             "`seq[0]`..`seq[1]` of the topic's device (every one of them) were deleted by the gateway's spool "
             "bounds before ingest confirmed them. Ingest stores it as an `unstored` point with stage=edge "
-            "(`ingest.accounting`) and confirms the range like a readings message's; until then the gateway "
+            "(`storage.unstored`) and confirms the range like a readings message's; until then the gateway "
             "sends it again. Completeness counts those readings as evicted at the edge, not lost in transit."
         ),
         "type": "object",

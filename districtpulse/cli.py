@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module with add_arguments(parser) and run(args) -> int, help)
+# name -> (module, or module:attribute, with add_arguments(parser) and run(args) -> int; help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "services": ("districtpulse.services", "start, stop or inspect the local Mosquitto and InfluxDB"),
     "demo": ("districtpulse.demo", "run one simulated district day end to end and print the KPIs"),
@@ -19,9 +19,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.cli", "consume readings from MQTT into InfluxDB"),
     "quarantine": ("ingest.quarantine_cli", "list quarantined readings, or replay them after a registry fix"),
     "simulate": ("simulators.cli", "simulate a district and publish it like its gateways"),
-    "aggregate": ("districtpulse.aggregate", "compute daily KPI series from InfluxDB, revising late data"),
-    "savings": ("aggregation.savings_cli", "weather-normalised metered savings (CalTRACK 2.0) from CSV files"),
-    "dashboard": ("districtpulse.dashboard.cli", "serve the operators' live view: devices, data quality, KPIs, alerts"),
+    "aggregate": ("aggregation.cli:aggregate", "compute daily KPI series from InfluxDB, revising late data"),
+    "savings": ("aggregation.cli:savings", "weather-normalised metered savings (CalTRACK 2.0) from CSV files"),
+    "dashboard": ("dashboard.cli", "serve the operators' live view: devices, data quality, KPIs, alerts"),
 }
 
 
@@ -32,9 +32,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:  # import only the chosen component
-            mod = importlib.import_module(module)
-            mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
+            path, _, attribute = module.partition(":")
+            command = importlib.import_module(path)
+            if attribute:
+                command = getattr(command, attribute)
+            command.add_arguments(p)
+            p.set_defaults(_run=command.run)
     return parser
 
 

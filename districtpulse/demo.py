@@ -34,12 +34,13 @@ from typing import TextIO
 import numpy as np
 
 from aggregation import interval_energy
-from devices import KINDS, DeviceKind, Registry, demo_registry_path
+from devices import KINDS, Registry, demo_registry_path
+from devices.carriers import CARRIERS
 from devices.endpoints import Endpoints
 from districtpulse import demo_savings, services
-from ingest.quarantine import Quarantine, now_ms
 from simulators import DistrictSimulator, Message, yesterday
 from storage.influx import InfluxConfig, InfluxV1
+from storage.quarantine import Quarantine, now_ms
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,20 +97,13 @@ async def count_stored(influx: InfluxV1, district: str, start_ms: int, end_ms: i
 async def energy_by_building(
     influx: InfluxV1, registry: Registry, start_ms: int, end_ms: int
 ) -> dict[str, dict[str, float]]:
-    """kWh per building and energy carrier for the day, from the registers stored in InfluxDB."""
-    metrics = {
-        DeviceKind.ELECTRICITY_METER: ("electricity_kwh", "energy_import"),
-        DeviceKind.HEAT_METER: ("heat_kwh", "energy"),
-        DeviceKind.PV_INVERTER: ("pv_kwh", "energy_production"),
-        DeviceKind.EV_CHARGER: ("ev_kwh", "session_energy"),
-    }
-    out: dict[str, dict[str, float]] = {
-        b: dict.fromkeys([m[0] for m in metrics.values()], 0.0) for b in registry.buildings
-    }
-    for kind, (column, field) in metrics.items():
-        measurement = KINDS[kind].measurement
+    """kWh per building and energy carrier (devices.carriers) for the day, from the registers stored in InfluxDB."""
+    out: dict[str, dict[str, float]] = {b: dict.fromkeys(CARRIERS, 0.0) for b in registry.buildings}
+    for carrier in CARRIERS.values():
+        measurement = KINDS[carrier.kind].measurement
         series = await influx.query(
-            f'SELECT "{field}" FROM "{measurement}" WHERE time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "device"'
+            f'SELECT "{carrier.register}" FROM "{measurement}" WHERE time >= {start_ms}ms AND time < {end_ms}ms'
+            ' GROUP BY "device"'
         )
         for s in series:
             device = registry.devices.get(s["tags"]["device"])
@@ -118,7 +112,7 @@ async def energy_by_building(
             ts = np.array([row[0] for row in s["values"]], dtype=np.int64)
             reg = np.array([np.nan if row[1] is None else row[1] for row in s["values"]], dtype=np.float64)
             result = interval_energy(ts, reg, max_power_w=device.max_power_w)
-            out[device.building][column] += result.total()
+            out[device.building][carrier.name] += result.total()
     return out
 
 
@@ -423,8 +417,8 @@ def _print_energy(registry: Registry, energy: dict[str, dict[str, float]]) -> No
     for building_id, (_district, building) in registry.buildings.items():
         e = energy[building_id]
         print(
-            f"{building.name[:22]:<22} {building.use:<12} {building.floor_area_m2:>7.0f} {e['electricity_kwh']:>16.1f} "
-            f"{e['electricity_kwh'] / building.floor_area_m2:>7.3f} {e['heat_kwh']:>9.1f} {e['pv_kwh']:>7.1f} "
-            f"{e['ev_kwh']:>7.1f}"
+            f"{building.name[:22]:<22} {building.use:<12} {building.floor_area_m2:>7.0f} {e['electricity']:>16.1f} "
+            f"{e['electricity'] / building.floor_area_m2:>7.3f} {e['heat']:>9.1f} {e['pv']:>7.1f} "
+            f"{e['ev']:>7.1f}"
         )
     print()

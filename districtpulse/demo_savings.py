@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from aggregation.jobs.daily import CycleReport, run_cycle
 from devices import KINDS, DeviceKind, Registry, validate_message
+from devices.progress import ProgressBar
 from devices.registry import RegistryFile
-from districtpulse.aggregate import CycleReport, run_cycle
-from districtpulse.progress import ProgressBar
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
 from storage.influx import InfluxV1

@@ -37,6 +37,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from devices.backoff import NEAR, Backoff
+
 log = logging.getLogger(__name__)
 
 DeleteOn = Literal["confirm", "puback"]
@@ -179,9 +181,9 @@ class Ledger:
         return entry
 
     def backoff(self, base: float, attempts: int) -> float:
-        """How long to wait before attempt `attempts + 1`: `base` doubling per attempt, capped, with jitter."""
-        wait: float = min(base * 2.0 ** max(0, attempts - 1), self.policy.timeout_max_s)
-        return wait * self._rng.uniform(0.8, 1.2)  # jitter: gateways that lost the same broker do not retry together
+        """How long to wait before attempt `attempts + 1`: `base` doubling per attempt up to `timeout_max_s`,
+        ±20 % (`devices.backoff.NEAR`: gateways that lost the same broker do not retry together)."""
+        return Backoff(base, max(base, self.policy.timeout_max_s), NEAR, uniform=self._rng.uniform).delay(attempts)
 
     def _schedule(self, entry: Sent, deadline: float) -> None:
         entry.deadline = deadline

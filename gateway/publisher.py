@@ -15,7 +15,7 @@ confirmation topic); each callback gets the payload of a matching message on pah
 Two ways to connect: `connect()` waits for the CONNACK and raises `BrokerUnavailable` (a one-shot publisher
 such as the simulator wants to fail fast); `start()` returns at once and keeps (re)connecting in the
 background (the gateway service, which must run while the broker is away). Reconnection waits with
-exponential backoff and jitter (`gateway.backoff`): paho's own delay is set to zero and the wait happens in
+exponential backoff and jitter (`devices.backoff`): paho's own delay is set to zero and the wait happens in
 the disconnect / connect-failure callbacks, on paho's network thread, interruptibly. After a reconnect paho
 re-sends the messages still awaiting their PUBACK (the MQTT 5 session is kept across reconnects of one
 process; a new process starts clean and the spool re-publishes what was never acknowledged).
@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.backoff import Backoff
+from devices.backoff import EQUAL, Backoff
 from gateway.errors import BrokerUnavailable, ConfigError, PublishFailed
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,12 @@ class Publisher:
         self._connected = False
         self._connect_error: str | None = None
         self._closing = threading.Event()
-        self._backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng or random.Random())  # noqa: S311 (jitter, not crypto)
+        self._backoff = Backoff(
+            broker.reconnect_min_s,
+            broker.reconnect_max_s,
+            EQUAL,
+            uniform=(rng or random.Random()).uniform,  # noqa: S311 (jitter)
+        )
         self.published = 0
         self.acked = 0
         #: PUBACKs with a failure reason (MQTT 5, >= 0x80), e.g. 0x87 "Not authorized" for a topic outside this

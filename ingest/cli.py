@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from devices import Registry, RegistryError
-from ingest.errors import QuarantineUnusable
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.pipeline import IngestStats, Pipeline
 from ingest.settings import IngestConfig
+from storage.errors import QuarantineUnusable
 from storage.writers import open_writer
 
 log = logging.getLogger("ingest")

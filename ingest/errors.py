@@ -2,8 +2,10 @@
 boundary), the broker's are translated in `ingest.mqtt`; what is ingest's own:
 
     TelemetryError
-    ├── BadInput              never retried: the readings go to quarantine with a reason
-    └── QuarantineUnusable    the quarantine file cannot be opened or migrated: ingest does not start without it
+    └── BadInput              never retried: the readings go to quarantine with a reason
+
+The quarantine file's own error (`QuarantineUnusable`: it cannot be opened or migrated, ingest does not start
+without it) is `storage.errors`', where the quarantine store lives (`storage.quarantine`).
 
 Anything else is a bug: it leaves the TaskGroup and stops the process rather than being swallowed.
 """
@@ -17,7 +19,3 @@ class TelemetryError(Exception):
 
 class BadInput(TelemetryError):
     """A message or reading that can never be stored as it is."""
-
-
-class QuarantineUnusable(TelemetryError):
-    """The quarantine file has a schema this version cannot read or migrate; the message says what to do."""

@@ -12,7 +12,7 @@ once per write request or per acknowledged batch, never per reading:
     dp_ingest_messages_acked_total               PUBACKs sent
     dp_ingest_confirmed_messages_total / _unconfirmable_messages_total / _confirmations_sent_total /
     _confirmations_dropped_total                 storage confirmations back to the gateways (ingest.confirm)
-    dp_ingest_eviction_notices_total             gateways' eviction notices stored (ingest.accounting)
+    dp_ingest_eviction_notices_total             gateways' eviction notices stored (storage.unstored)
     dp_ingest_readings_evicted_at_edge_total     readings those notices say a spool evicted unconfirmed: alert
                                                  when it grows (a gateway's spool bound was reached)
     dp_ingest_accounting_points_total / _accounting_refused_total   `unstored` points written / refused
@@ -50,8 +50,8 @@ from prometheus_client.registry import Collector
 
 from ingest.mqtt import MqttSource, Source
 from ingest.pipeline import IngestStats, Observer
-from ingest.quarantine import Quarantine
 from storage.errors import REFUSAL_REASONS
+from storage.quarantine import Quarantine
 
 PREFIX = "dp_ingest"
 

@@ -40,19 +40,19 @@ from itertools import chain
 from pathlib import Path
 
 from devices import Registry, Rejection, validate_message
+from devices.backoff import FULL, Backoff
 from devices.topics import EVICTED, source_of
 from devices.validation import Reason, kept_payload
 from devices.wire import Eviction, EvictionError, decode_eviction
-from ingest.accounting import eviction_line, quarantine_lines
 from ingest.confirm import Confirmer, ConfirmStats, confirm_key
 from ingest.fastpath import FastPath
 from ingest.mqtt import Message, MqttConfig, MqttSource, Source
-from ingest.quarantine import Quarantine, QuarantineEntry, now_ms
-from ingest.retry import Backoff
 from ingest.sinkstate import SinkState
 from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
 from storage.influx import InfluxConfig, Writer
 from storage.lineprotocol import encode_readings, series_key
+from storage.quarantine import Quarantine, QuarantineEntry, now_ms
+from storage.unstored import eviction_line, quarantine_lines
 from storage.writers import writer_for
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class IngestStats:
     inflight_readings_max: int = 0
     abandoned_readings: int = 0
     confirmations: ConfirmStats = field(default_factory=ConfirmStats)
-    #: gateways' eviction notices stored (`ingest.accounting`), and the readings they say were evicted
+    #: gateways' eviction notices stored (`storage.unstored`), and the readings they say were evicted
     eviction_notices: int = 0
     readings_evicted_at_edge: int = 0
     #: `unstored` points written (quarantine runs and eviction notices), and those InfluxDB refused
@@ -164,7 +164,7 @@ _YIELD_EVERY_S = 0.002
 @dataclass(slots=True, eq=False)
 class _Part:
     """One message's good readings as line protocol, travelling together to the writer, followed by its
-    `unstored` points (`ingest.accounting`: what of it was quarantined, or the eviction it reports)."""
+    `unstored` points (`storage.unstored`: what of it was quarantined, or the eviction it reports)."""
 
     message: Message
     device: str
@@ -214,7 +214,7 @@ class Pipeline:
             settings.quarantine, max_rows=settings.quarantine_max_rows, max_bytes=settings.quarantine_max_bytes
         )
         self.writer: Writer = writer if writer is not None else writer_for(settings.influx)
-        self.backoff = Backoff(base_s=settings.retry_base_s, max_s=settings.retry_max_s)
+        self.backoff = Backoff(settings.retry_base_s, settings.retry_max_s, FULL)
         #: how the writers wait between retries (a test records the delays instead of waiting)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=max(2, settings.writers * 2))

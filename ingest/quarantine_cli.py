@@ -31,13 +31,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from devices import Registry, RegistryError, validate_message
-from ingest.errors import QuarantineUnusable
-from ingest.quarantine import PayloadGroup, Quarantine, QuarantineEntry, now_ms
-from ingest.retry import Backoff
+from devices.backoff import FULL, Backoff
 from ingest.settings import IngestConfig
-from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
+from storage.errors import QuarantineUnusable, SinkRefused, SinkRejected, SinkUnavailable
 from storage.influx import Writer
 from storage.lineprotocol import encode_readings, series_key
+from storage.quarantine import PayloadGroup, Quarantine, QuarantineEntry, now_ms
 from storage.writers import open_writer
 
 
@@ -197,7 +196,7 @@ async def replay(
         registry,
         writer,
         batch_readings=batch_readings,
-        backoff=backoff or Backoff(),
+        backoff=backoff or Backoff(0.5, 30.0, FULL),
         attempts=max(1, attempts),
         sleep=sleep,
         dry_run=dry_run,
@@ -286,7 +285,7 @@ async def _replay(config: IngestConfig, quarantine: Quarantine, registry: Regist
             reason=args.reason,
             dry_run=args.dry_run,
             batch_readings=settings.batch_readings,
-            backoff=Backoff(base_s=settings.retry_base_s, max_s=settings.retry_max_s),
+            backoff=Backoff(settings.retry_base_s, settings.retry_max_s, FULL),
             attempts=args.attempts,
         )
     except SinkUnavailable as exc:  # while preparing: nothing was replayed

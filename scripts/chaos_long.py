@@ -51,9 +51,9 @@ from devices import KINDS  # noqa: E402
 from districtpulse import services  # noqa: E402
 from districtpulse.config import Endpoints  # noqa: E402
 from districtpulse.demo import DemoGateway, write_replays  # noqa: E402
-from ingest.quarantine import Quarantine  # noqa: E402
 from simulators import Cadence, FaultConfig, SimConfig, Simulation, yesterday  # noqa: E402
 from simulators.fleets import registry_toml, scalable_cities  # noqa: E402
+from storage.quarantine import Quarantine  # noqa: E402
 
 DATABASE = "chaos"
 

@@ -1,7 +1,7 @@
 """The status a simulated gateway publishes: the same retained topic and JSON document as `gateway.service`.
 
 Without it the operators' dashboard (and Grafana) show every demo gateway as "unknown": the dashboard's
-`StatusTracker` reads only `dp/v1/<district>/<gateway>/status`, and a gateway that never wrote there has
+`dashboard.mqtt.BrokerLink` reads only `dp/v1/<district>/<gateway>/status`, and a gateway that never wrote there has
 no state. The engine decides *when* a gateway says what (`StatusEvent`, in simulated time); the publisher
 encodes it with `encode_status` at the moment it publishes, because the dashboard takes the age of a
 retained status from its `ts` alone: a simulated day replayed faster than real time would otherwise leave

@@ -8,6 +8,7 @@ for 2.x); nothing above `storage` sees a library exception from the database:
         │   └── SinkRefused       the database is up but refuses every write (HTTP 401/403/404, a missing retention
         │                         policy): an outage, retried and alerted on, never blamed on the points
         └── SinkRejected          the database refused the points (other 4xx): quarantine the offending points
+    └── QuarantineUnusable        the quarantine file cannot be opened or migrated: ingest does not start without it
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import time
 
 class StorageError(Exception):
     """Base of every error `storage` raises on purpose."""
+
+
+class QuarantineUnusable(StorageError):
+    """The quarantine file has a schema this version cannot read or migrate; the message says what to do."""
 
 
 class SinkError(StorageError):

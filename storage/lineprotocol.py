@@ -6,7 +6,8 @@ restricted by `devices.topics.ID_PATTERN` so they need no escaping. The timestam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import orjson
 
@@ -28,8 +29,36 @@ def float_text(value: float) -> str:
     return orjson.dumps(value).decode()
 
 
-def _string_field(value: str) -> str:
+def string_field(value: str) -> str:
+    """A string field value: quoted, with backslashes and double quotes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+FieldValue = float | int | bool | str
+
+
+def fields(values: Mapping[str, FieldValue]) -> str:
+    """`k=v,...` for the jobs' KPI points: booleans, integers (`i`), strings (quoted) and finite floats; a NaN
+    or infinite float is left out (InfluxDB has no such value: an absent field reads as null). Names are the
+    jobs' own identifiers, which need no escaping."""
+    out = []
+    for key, v in values.items():
+        if isinstance(v, bool):
+            out.append(f"{key}={'true' if v else 'false'}")
+        elif isinstance(v, int):
+            out.append(f"{key}={v}i")
+        elif isinstance(v, str):
+            out.append(f"{key}={string_field(v)}")
+        elif math.isfinite(v):
+            out.append(f"{key}={float_text(float(v))}")
+    return ",".join(out)
+
+
+def point(measurement: str, tags: Mapping[str, str], values: Mapping[str, FieldValue], ts_ms: int) -> str:
+    """One line: `measurement,tag=..,... fields ts`. Tag values are registry identifiers (`devices.topics.ID_PATTERN`)
+    or the jobs' own names: they need no escaping."""
+    head = ",".join([measurement, *(f"{k}={v}" for k, v in tags.items())])
+    return f"{head} {fields(values)} {ts_ms}"
 
 
 #: Appended to the fields of a reading stamped by an unsynchronised gateway clock (payload `"clock": "unsynced"`).
@@ -46,7 +75,7 @@ def encode_readings(key: str, readings: Sequence[Reading], seqs: Sequence[int]) 
     lines = []
     for reading, seq in zip(readings, seqs, strict=True):
         fields = ",".join(
-            f"{name}={float_text(value)}" if isinstance(value, float) else f"{name}={_string_field(value)}"
+            f"{name}={float_text(value)}" if isinstance(value, float) else f"{name}={string_field(value)}"
             for name, value in reading.values.items()
         )
         flag = CLOCK_UNSYNCED_FIELD if reading.clock_unsynced else ""

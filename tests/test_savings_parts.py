@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from aggregation._caltrack_common import HourlyTemperature, MeterSeries
+from aggregation.jobs import savings as savings_job
+from aggregation.jobs.daily import DayWindow, _runs
 from devices import DeviceKind, Registry, demo_registry_path
-from districtpulse import demo_savings, savings_job
-from districtpulse.aggregate import DayWindow, _runs
-from districtpulse.progress import ProgressBar
+from devices.progress import ProgressBar
+from districtpulse import demo_savings
 
 DAY_S = 86_400
 

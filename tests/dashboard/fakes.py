@@ -7,9 +7,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aggregation.completeness import SeqAccount
-from devices import DeviceKind
-from districtpulse.dashboard.config import DashboardConfig
-from districtpulse.dashboard.snapshot import (
+from dashboard.config import DashboardConfig
+from dashboard.snapshot import (
     Chart,
     DeviceView,
     DistrictView,
@@ -18,7 +17,8 @@ from districtpulse.dashboard.snapshot import (
     Quality,
     Snapshot,
 )
-from districtpulse.dashboard.sources import GatewayStatus, Latest, Registers
+from dashboard.sources import GatewayStatus, Latest, Registers
+from devices import DeviceKind
 
 NOW = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 

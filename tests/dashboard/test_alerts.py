@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from aggregation.completeness import SeqAccount
-from districtpulse.dashboard.alerts import (
+from dashboard.alerts import (
     AlertBook,
     Dispatcher,
     Finding,
@@ -20,7 +20,7 @@ from districtpulse.dashboard.alerts import (
     alert_id,
     evaluate,
 )
-from districtpulse.dashboard.config import (
+from dashboard.config import (
     ClockRule,
     CompletenessRule,
     DeviceSilentRule,
@@ -28,7 +28,7 @@ from districtpulse.dashboard.config import (
     QuarantineRateRule,
     SpoolAgeRule,
 )
-from districtpulse.dashboard.snapshot import Quality
+from dashboard.snapshot import Quality
 from tests.dashboard.fakes import NOW, device, district, gateway, snapshot
 
 
@@ -219,20 +219,15 @@ async def test_webhook_posts_json_and_fails_on_error_status() -> None:
 
 
 async def test_mqtt_notifier_publishes_compact_json() -> None:
-    class FakePublisher:
+    class FakeLink:
         def __init__(self) -> None:
-            self.sent: list[tuple[str, bytes]] = []
-            self.closed = False
+            self.sent: list[tuple[str, bytes, float]] = []
 
-        def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int:
-            self.sent.append((topic, payload))
-            return 1
+        async def publish(self, topic: str, payload: bytes, *, timeout_s: float = 5.0) -> None:
+            self.sent.append((topic, payload, timeout_s))
 
-        def close(self) -> None:
-            self.closed = True
-
-    pub = FakePublisher()
-    notifier = MqttNotifier(pub, "dp/v1/alerts")
+    link = FakeLink()
+    notifier = MqttNotifier(link, "dp/v1/alerts")
     await notifier.send({"event": "raised", "id": "x"})
     await notifier.aclose()
-    assert pub.sent == [("dp/v1/alerts", b'{"event":"raised","id":"x"}')] and pub.closed
+    assert link.sent == [("dp/v1/alerts", b'{"event":"raised","id":"x"}', 5.0)]

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from dashboard import create_app
+from dashboard.alerts import alert_id
 from devices import Registry
-from districtpulse.dashboard import create_app
-from districtpulse.dashboard.alerts import alert_id
 from tests.dashboard.fakes import REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
 
 USERS = {

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from districtpulse.dashboard.auth import Authenticator, Principal
-from districtpulse.dashboard.config import AuthSection, ConfigError, DashboardConfig, UserEntry, rule_name
+from dashboard.auth import Authenticator, Principal
+from dashboard.config import AuthSection, ConfigError, DashboardConfig, UserEntry, rule_name
 
 OPERATOR = UserEntry(name="olga", role="operator", password="operator-pass", token="t" * 32)
 VIEWER = UserEntry(name="vic", role="viewer", password="viewer-pass")

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboard import create_app
+from dashboard.config import ConfigError, DashboardConfig, ThrottleSection
+from dashboard.throttle import LoginThrottle, address_key, user_key
 from devices import Registry
-from districtpulse.dashboard import create_app
-from districtpulse.dashboard.config import ConfigError, DashboardConfig, ThrottleSection
-from districtpulse.dashboard.throttle import LoginThrottle, address_key, user_key
 from tests.dashboard.fakes import REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
 from tests.dashboard.test_app import USERS
 
@@ -154,7 +154,7 @@ async def test_success_resets_the_users_counter_not_the_addresss() -> None:
 
 
 async def test_log_lines_name_user_and_address_never_the_password(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="districtpulse.dashboard.app")
+    caplog.set_level(logging.INFO, logger="dashboard.app")
     async with throttled(Clock()) as client:
         for _ in range(4):
             await attempt(client, "olga", WRONG)
@@ -237,7 +237,7 @@ def test_throttle_config(tmp_path: Path) -> None:
 
 
 async def test_a_proxy_header_that_is_not_an_address_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="districtpulse.dashboard.app")
+    caplog.set_level(logging.WARNING, logger="dashboard.app")
     async with throttled(Clock(), client_ip_header="X-Real-IP") as client:
         await attempt(client, "olga", WRONG, ip="10.3.0.1 for user x")  # not an address: the TCP peer
         await attempt(client, "olga", WRONG, ip="10.3.0.2, 10.3.0.9")  # a list: its first hop

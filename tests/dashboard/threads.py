@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from dashboard import DashboardConfig, create_app
 from devices import Registry
-from districtpulse.dashboard import DashboardConfig, create_app
 from ingest import InfluxConfig, IngestSettings, IngestStats, MqttConfig, Pipeline
 
 

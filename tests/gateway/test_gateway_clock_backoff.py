@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.backoff import Backoff
+from devices.backoff import Backoff
 from gateway.clock import Clock, SyncState, adjtimex_state, system_sync_state
 
 
@@ -53,18 +53,18 @@ def test_the_system_probe_answers_with_a_known_state() -> None:
 
 
 def test_backoff_doubles_to_the_cap_with_jitter_in_the_upper_half() -> None:
-    backoff = Backoff(1.0, 30.0, random.Random(4))
+    backoff = Backoff(1.0, 30.0, uniform=random.Random(4).uniform)
     delays = [backoff.next_delay() for _ in range(8)]
     steps = [1, 2, 4, 8, 16, 30, 30, 30]
     assert all(step / 2 <= d <= step for d, step in zip(delays, steps, strict=True))
     assert len({round(d / s, 6) for d, s in zip(delays, steps, strict=True)}) == 8  # jittered, not fixed
-    again = Backoff(1.0, 30.0, random.Random(4))
+    again = Backoff(1.0, 30.0, uniform=random.Random(4).uniform)
     assert [again.next_delay() for _ in range(8)] == delays  # seeded: reproducible
     backoff.reset()
     assert backoff.next_delay() <= 1.0
-    assert Backoff(1.0, 30.0).step(10_000) == 30.0  # no overflow
+    assert Backoff(1.0, 30.0).ceiling(10_000) == 30.0  # no overflow
 
 
 def test_backoff_rejects_a_cap_below_the_base() -> None:
-    with pytest.raises(ValueError, match="base_s <= cap_s"):
+    with pytest.raises(ValueError, match="base_s <= max_s"):
         Backoff(10.0, 1.0)

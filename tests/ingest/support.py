@@ -100,7 +100,7 @@ class FakeSource:
 class FakeWriter:
     """A database: down (SinkUnavailable) while `down` is set; refuses any line containing one of
     `refuse` (storing the other lines, as InfluxDB 1.x does with a partial write). Readings' lines are kept
-    in `lines`, the `unstored` points (`ingest.accounting`) in `unstored`."""
+    in `lines`, the `unstored` points (`storage.unstored`) in `unstored`."""
 
     def __init__(self, *, refuse: Sequence[str] = (), fail_first: int = 0) -> None:
         self.down = False

@@ -7,15 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devices import Registry
+from devices.backoff import FULL, Backoff
 from ingest import IngestSettings, IngestStats, Pipeline
 from ingest.mqtt import MqttConfig
-from ingest.retry import Backoff
 from storage.errors import SinkUnavailable
 from tests.ingest.support import FakeSource, em_messages, wait_until
 
 
 def test_the_ceiling_doubles_up_to_the_maximum() -> None:
-    b = Backoff(base_s=0.5, max_s=30.0)
+    b = Backoff(base_s=0.5, max_s=30.0, jitter=FULL)
     assert [b.ceiling(n) for n in range(1, 10)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert b.ceiling(10_000) == 30.0
 
@@ -27,19 +27,19 @@ def test_full_jitter_draws_between_zero_and_the_ceiling() -> None:
         draws.append((a, b))
         return (a + b) / 2
 
-    b = Backoff(base_s=1.0, max_s=8.0, uniform=uniform)
+    b = Backoff(base_s=1.0, max_s=8.0, jitter=FULL, uniform=uniform)
     assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
     assert draws == [(0.0, 1.0), (0.0, 2.0), (0.0, 4.0), (0.0, 8.0), (0.0, 8.0)]
-    real = Backoff(base_s=1.0, max_s=8.0)
+    real = Backoff(base_s=1.0, max_s=8.0, jitter=FULL)
     assert all(0.0 <= real.delay(4) <= 8.0 for _ in range(200))
 
 
 def test_retry_after_is_a_floor_and_is_capped() -> None:
-    b = Backoff(base_s=1.0, max_s=8.0, max_retry_after_s=60.0, uniform=lambda a, _b: a)
+    b = Backoff(base_s=1.0, max_s=8.0, jitter=FULL, max_retry_after_s=60.0, uniform=lambda a, _b: a)
     assert b.delay(1, retry_after=5.0) == 5.0  # the server asked for 5 s: never sooner
     assert b.delay(1, retry_after=0.0) == 0.0
     assert b.delay(3, retry_after=3600.0) == 60.0  # a wrong header cannot park the consumer for an hour
-    jittered = Backoff(base_s=1.0, max_s=8.0, uniform=lambda _a, b: b)
+    jittered = Backoff(base_s=1.0, max_s=8.0, jitter=FULL, uniform=lambda _a, b: b)
     assert jittered.delay(4, retry_after=2.0) == 8.0  # the jittered backoff may be longer than the hint
 
 

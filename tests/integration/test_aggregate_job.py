@@ -10,8 +10,8 @@ from datetime import date
 
 import pytest
 
+from aggregation.jobs.daily import run_cycle
 from devices import Registry, demo_registry_path
-from districtpulse.aggregate import run_cycle
 from districtpulse.config import Endpoints
 from simulators import DistrictSimulator, Message
 from storage.influx import InfluxConfig, InfluxV1

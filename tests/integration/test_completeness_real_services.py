@@ -1,6 +1,6 @@
 """Completeness from sequence numbers on the real services: a real gateway whose spool overflows while no ingest
 is subscribed evicts readings; once ingest is up, the gateway delivers the rest and reports each evicted run,
-and `districtpulse.completeness` counts, per device, exactly the spool's own record: issued = its sequence
+and `aggregation.jobs.accounts` counts, per device, exactly the spool's own record: issued = its sequence
 counter, stored = the points in InfluxDB, evicted = the seqs the spool deleted, lost = 0. A point deleted from
 InfluxDB afterwards (a loss nobody reported) shows as lost, and only that one."""
 
@@ -17,7 +17,7 @@ from delivery_support import gateway_process, last_status, stored
 from gateway_mqtt import spooled_counters
 
 from aggregation.completeness import SeqAccount
-from districtpulse.completeness import seq_accounts
+from aggregation.jobs.accounts import seq_accounts
 from districtpulse.config import Endpoints
 from storage.influx import InfluxConfig, InfluxV1
 from tests.conftest import small_registry_toml

@@ -17,11 +17,11 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from dashboard import DashboardConfig
 from devices.topics import readings_topic, status_topic
 from districtpulse.config import Endpoints
-from districtpulse.dashboard import DashboardConfig
 from gateway import BrokerConfig, Publisher
-from ingest.quarantine import Quarantine, QuarantineEntry
+from storage.quarantine import Quarantine, QuarantineEntry
 from tests.dashboard.threads import DashboardThread
 
 REGISTRY = """

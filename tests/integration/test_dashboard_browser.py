@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboard import DashboardConfig
 from devices import Registry
 from districtpulse.config import Endpoints
-from districtpulse.dashboard import DashboardConfig
 from tests.dashboard.live import LiveDistrict, registry_toml
 from tests.dashboard.threads import DashboardThread, IngestThread
 

@@ -22,10 +22,10 @@ import pytest
 from aggregation._caltrack_common import HourlyTemperature, MeterSeries
 from aggregation.caltrack_daily import SavingsResult, caltrack_daily
 from aggregation.co2 import load_factors
+from aggregation.jobs.daily import compute_day, local_day, run_cycle
+from dashboard.sources import InfluxSource
 from devices import Registry
-from districtpulse.aggregate import compute_day, local_day, run_cycle
 from districtpulse.config import Endpoints
-from districtpulse.dashboard.sources import InfluxSource
 from simulators import Message
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation

@@ -12,9 +12,9 @@ from typing import Any
 
 from gateway_mqtt import Recorder, clear_retained
 
+from dashboard.snapshot import gateway_view
+from dashboard.sources import parse_status
 from districtpulse.config import Endpoints
-from districtpulse.dashboard.snapshot import gateway_view
-from districtpulse.dashboard.sources import parse_status
 from simulators import Cadence, FaultConfig, SimConfig, Simulation, StatusEvent
 from simulators.publish import publish
 from simulators.status import REASON_CONNECTION_LOST, REASON_SHUTDOWN

@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from districtpulse.dashboard.config import AuthSection, Role
+from dashboard.config import AuthSection, Role
 
 COOKIE = "dp_session"
 

@@ -47,9 +47,11 @@ import numpy as np
 from aggregation._caltrack_common import Fuel, HourlyTemperature, MeterSeries
 from aggregation.caltrack_daily import NoModelError, SavingsResult, caltrack_daily, daily_periods
 from aggregation.co2 import Factor, load_factors
+from aggregation.jobs.revisions import Stored, next_revision, unchanged
 from devices import KINDS, DeviceKind, Registry
 from devices.registry import DistrictEntry
 from storage.influx import InfluxV1
+from storage.lineprotocol import FieldValue, point
 
 __all__ = [
     "BASELINE_DAYS",
@@ -230,56 +232,21 @@ def _inputs(
     return _digest(METHOD, retrofit.day, carrier, used), final
 
 
-def _str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _fields(values: dict[str, float | int | bool | str]) -> str:
-    out = []
-    for key, v in values.items():
-        if isinstance(v, bool):
-            out.append(f"{key}={'true' if v else 'false'}")
-        elif isinstance(v, int):
-            out.append(f"{key}={v}i")
-        elif isinstance(v, str):
-            out.append(f"{key}={_str(v)}")
-        elif math.isfinite(v):
-            out.append(f"{key}={v!r}")
-    return ",".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    inputs: str
-    revision: int
-    status: str
-
-
 async def _stored(
     influx: InfluxV1, measurement: str, district: str, start_ms: int, end_ms: int, tags: tuple[str, ...]
-) -> dict[tuple[str, ...], _Stored]:
+) -> dict[tuple[str, ...], Stored]:
     """(tag values..., time) -> what is stored, for the points in [start_ms, end_ms]."""
     group = " GROUP BY " + ",".join(f'"{t}"' for t in tags) if tags else ""
     series = await influx.query(
         f'SELECT "inputs", "revision", "status" FROM "{measurement}" WHERE "district" = \'{district}\''
         f" AND time >= {start_ms}ms AND time <= {end_ms}ms{group}"
     )
-    out: dict[tuple[str, ...], _Stored] = {}
+    out: dict[tuple[str, ...], Stored] = {}
     for s in series:
         key = tuple(s.get("tags", {})[t] for t in tags)
         for t, inputs, revision, status in s["values"]:
-            out[(*key, str(t))] = _Stored(str(inputs), int(revision), str(status))
+            out[(*key, str(t))] = Stored(str(inputs), int(revision), str(status))
     return out
-
-
-def _same(stored: _Stored | None, state: tuple[str, str]) -> bool:
-    return stored is not None and (stored.inputs, stored.status) == state
-
-
-def _revision(previous: _Stored | None, inputs: str) -> int:
-    if previous is None:
-        return 1
-    return previous.revision if previous.inputs == inputs else previous.revision + 1
 
 
 async def update_savings(
@@ -288,7 +255,7 @@ async def update_savings(
     """Savings to date of a district's retrofits for each complete local day E of the lateness window
     (`days` days before `today`), recomputed where their inputs or status changed. Returns what it wrote.
 
-    The daily KPIs from the first baseline day on must exist (`districtpulse.aggregate.backfill`)."""
+    The daily KPIs from the first baseline day on must exist (`aggregation.jobs.daily.backfill`)."""
     found = retrofits(registry, district.id)
     last = today - timedelta(days=1)
     ends = [last - timedelta(days=k) for k in range(days - 1, -1, -1)]
@@ -320,8 +287,8 @@ async def update_savings(
         district_status = "final" if all(f for _, f in inputs.values()) else "provisional"
         previous = stored_district.get((str(end_ms_day),))
         wanted = {(b, c, str(end_ms_day)): (i, "final" if f else "provisional") for (b, c), (i, f) in inputs.items()}
-        if _same(previous, (district_inputs, district_status)) and all(
-            _same(stored_meters.get(key), state) for key, state in wanted.items()
+        if unchanged(previous, district_inputs, district_status) and all(
+            unchanged(stored_meters.get(key), *state) for key, state in wanted.items()
         ):
             continue
         if temperature is None:
@@ -331,7 +298,7 @@ async def update_savings(
         for r, carrier in meters:
             digest, final = inputs[(r.building, carrier)]
             status = "final" if final else "provisional"
-            revision = _revision(stored_meters.get((r.building, carrier, str(end_ms_day))), digest)
+            revision = next_revision(stored_meters.get((r.building, carrier, str(end_ms_day))), digest)
             usage = usage_series(daily[r.building][carrier], span)
             baseline = (span.ms(r.day - timedelta(days=BASELINE_DAYS)) // 1000, span.ms(r.day) // 1000)
             reporting = (span.ms(r.day) // 1000, after // 1000)
@@ -344,8 +311,8 @@ async def update_savings(
                     "savings not computed",
                     extra={"fields": {"building": r.building, "carrier": carrier, "day": str(end), "reason": reason}},
                 )
-        district_revision = _revision(previous, district_inputs)
-        common: dict[str, float | int | bool | str] = {
+        district_revision = next_revision(previous, district_inputs)
+        common: dict[str, FieldValue] = {
             "inputs": district_inputs,
             "status": district_status,
             "revision": district_revision,
@@ -372,7 +339,7 @@ def _meter_line(
     district: str, retrofit: Retrofit, meter: MeterSavings, valid_days: int, inputs: str, now_ms: int, t_ms: int
 ) -> str:
     result = meter.result
-    values: dict[str, float | int | bool | str] = {}
+    values: dict[str, FieldValue] = {}
     if result is not None:
         values = {
             "savings_kwh": result.metered_savings,
@@ -398,8 +365,8 @@ def _meter_line(
         "revision": meter.revision,
         "computed_at": now_ms,
     }
-    tags = f"district={district},building={meter.building},carrier={meter.carrier}"
-    return f"kpi_savings_building,{tags} {_fields(values)} {t_ms}"
+    tags = {"district": district, "building": meter.building, "carrier": meter.carrier}
+    return point("kpi_savings_building", tags, values, t_ms)
 
 
 def _factor(district: DistrictEntry, carrier: str) -> Factor | None:
@@ -412,13 +379,13 @@ def _factor(district: DistrictEntry, carrier: str) -> Factor | None:
 def _district_lines(
     district: DistrictEntry,
     meters: list[MeterSavings],
-    common: dict[str, float | int | bool | str],
+    common: dict[str, FieldValue],
     now_ms: int,
     t_ms: int,
 ) -> list[str]:
     done = [(m, m.result) for m in meters if m.result is not None]
-    savings: dict[str, float | int | bool | str] = {"meters": len(meters), "qualified": len(done)}
-    co2: dict[str, float | int | bool | str] = {}
+    savings: dict[str, FieldValue] = {"meters": len(meters), "qualified": len(done)}
+    co2: dict[str, FieldValue] = {}
     if done:
         savings |= {
             "savings_kwh": sum(r.metered_savings for _, r in done),
@@ -446,7 +413,7 @@ def _district_lines(
             }
         co2 = {"avoided_kg": avoided, **co2}
     tail = {**common, "computed_at": now_ms}
-    lines = [f"kpi_savings,district={district.id} {_fields(savings | tail)} {t_ms}"]
+    lines = [point("kpi_savings", {"district": district.id}, savings | tail, t_ms)]
     if co2:
-        lines.append(f"kpi_co2,district={district.id} {_fields(co2 | tail)} {t_ms}")
+        lines.append(point("kpi_co2", {"district": district.id}, co2 | tail, t_ms))
     return lines

@@ -15,7 +15,7 @@ the days they fall in. Results go to two measurements (InfluxQL-readable on 1.x 
         status, revision, computed_at
 
 `completeness` is stored / issued readings of the day, counted from the gateways' sequence numbers
-(`aggregation.completeness`, `districtpulse.completeness`): `readings_issued` = stored (`readings`) +
+(`aggregation.completeness`, `aggregation.jobs.accounts`): `readings_issued` = stored (`readings`) +
 quarantined + evicted at the edge + lost in transit. It assumes no reporting interval: a device that was
 switched off issued nothing; one whose readings are still spooled at the edge counts once they arrive (the
 day is recomputed then).
@@ -30,7 +30,7 @@ reading cadence), averaged over a building's meters of the carrier.
 Districts with a building `retrofit` date (devices.registry) get two more steps per cycle: days of the
 savings' baseline and reporting periods that are older than the lateness window and have no KPIs yet are
 backfilled once (`backfill`: a month of days per query, a progress bar on a terminal), then
-`districtpulse.savings_job` writes metered savings and CO2 avoided to date (kpi_savings_building,
+`aggregation.jobs.savings` writes metered savings and CO2 avoided to date (kpi_savings_building,
 kpi_savings, kpi_co2) where the daily KPIs they depend on changed.
 
 Known limit: a correction that overwrites existing points with new values (same count) is not detected;
@@ -40,14 +40,9 @@ fills only days without KPIs).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import signal
-import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -57,30 +52,24 @@ from aggregation import interval_energy
 from aggregation.co2 import load_factors
 from aggregation.completeness import SeqAccount, total
 from aggregation.energy import interval_starts
-from devices import KINDS, DeviceKind, Registry, demo_registry_path
-from devices.endpoints import Endpoints
+from aggregation.jobs import savings as savings_job
+from aggregation.jobs.accounts import seq_accounts
+from aggregation.jobs.revisions import Stored, next_revision, unchanged
+from devices import KINDS, Registry
+from devices.carriers import CARRIERS
+from devices.progress import ProgressBar
 from devices.registry import DistrictEntry
-from districtpulse import savings_job
-from districtpulse.completeness import seq_accounts
-from districtpulse.progress import ProgressBar
-from ingest.accounting import MEASUREMENT as UNSTORED
-from storage.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxV1
+from storage.lineprotocol import FieldValue, point
+from storage.unstored import MEASUREMENT as UNSTORED
 
 log = logging.getLogger("aggregate")
 
 LOOKBACK_MS = 6 * 3_600_000  # how far before midnight to look for the reading that opens the first interval
 LOOKAHEAD_MS = 3_600_000  # readings after midnight that let the kernel tell a glitch from a reset
 
+
 #: carrier -> (device kind, register field)
-CARRIERS: dict[str, tuple[DeviceKind, str]] = {
-    "electricity": (DeviceKind.ELECTRICITY_METER, "energy_import"),
-    "electricity_export": (DeviceKind.ELECTRICITY_METER, "energy_export"),
-    "heat": (DeviceKind.HEAT_METER, "energy"),
-    "pv": (DeviceKind.PV_INVERTER, "energy_production"),
-    "ev": (DeviceKind.EV_CHARGER, "session_energy"),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class DayWindow:
     day: date
@@ -113,7 +102,7 @@ async def count_readings(influx: InfluxV1, district: str, window: DayWindow) -> 
 
 
 async def count_unstored(influx: InfluxV1, district: str, window: DayWindow) -> int:
-    """`unstored` points of a district's day (ingest.accounting): a new one changes the day's completeness."""
+    """`unstored` points of a district's day (storage.unstored): a new one changes the day's completeness."""
     series = await influx.query(
         f'SELECT count("readings") FROM "{UNSTORED}" WHERE "district" = \'{district}\''
         f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
@@ -158,7 +147,7 @@ Registers = dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]
 
 async def fetch_registers(influx: InfluxV1, district: str, carrier: str, start_ms: int, end_ms: int) -> Registers:
     """The register of one carrier of every device of a district in [start_ms, end_ms)."""
-    kind, register = CARRIERS[carrier]
+    kind, register = CARRIERS[carrier].kind, CARRIERS[carrier].register
     series = await influx.query(
         f'SELECT "{register}" FROM "{KINDS[kind].measurement}" WHERE "district" = \'{district}\''
         f' AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "device"'
@@ -256,7 +245,7 @@ def district_line(
     co2_g = imported * grid.value
     if district.heat_zone is not None:
         co2_g += heat * factors.find(carrier="district_heat", zone=district.heat_zone).value
-    fields = {
+    figures: dict[str, FieldValue] = {
         "electricity_import_kwh": imported,
         "electricity_export_kwh": exported,
         "heat_kwh": heat,
@@ -269,45 +258,53 @@ def district_line(
         "co2_factor_g_per_kwh": grid.value,
         "completeness": float("nan") if kpis.seq.completeness is None else kpis.seq.completeness,
     }
-    body = ",".join(f"{k}={v!r}" for k, v in fields.items() if np.isfinite(v))
     seq = kpis.seq
-    counts = (
-        f"readings={kpis.readings}i,readings_issued={seq.issued}i,readings_quarantined={seq.quarantined}i,"
-        f"readings_evicted={seq.evicted}i,readings_lost={seq.lost}i,unstored_points={kpis.unstored_points}i"
-    )
-    return (
-        f'kpi_district,district={district.id} {body},{counts},status="{status}",'
-        f'revision={revision}i,computed_at={computed_at}i,co2_factor_source="{grid.id}" {window.start_ms}'
-    )
+    values: dict[str, FieldValue] = {
+        **figures,
+        "readings": kpis.readings,
+        "readings_issued": seq.issued,
+        "readings_quarantined": seq.quarantined,
+        "readings_evicted": seq.evicted,
+        "readings_lost": seq.lost,
+        "unstored_points": kpis.unstored_points,
+        "status": status,
+        "revision": revision,
+        "computed_at": computed_at,
+        "co2_factor_source": grid.id,
+    }
+    return point("kpi_district", {"district": district.id}, values, window.start_ms)
 
 
 def energy_lines(
     district: str, window: DayWindow, kpis: DayKpis, *, status: str, revision: int, computed_at: int
 ) -> list[str]:
     return [
-        f"kpi_energy,district={district},building={building},carrier={carrier} energy_kwh={kwh!r},"
-        f'coverage={kpis.coverage[(building, carrier)]!r},readings={kpis.readings}i,status="{status}",'
-        f"revision={revision}i,computed_at={computed_at}i {window.start_ms}"
+        point(
+            "kpi_energy",
+            {"district": district, "building": building, "carrier": carrier},
+            {
+                "energy_kwh": kwh,
+                "coverage": kpis.coverage[(building, carrier)],
+                "readings": kpis.readings,
+                "status": status,
+                "revision": revision,
+                "computed_at": computed_at,
+            },
+            window.start_ms,
+        )
         for (building, carrier), kwh in sorted(kpis.energy.items())
     ]
 
 
-@dataclass(slots=True)
-class Stored:
-    readings: int
-    revision: int
-    status: str
-    unstored_points: int = 0
-
-
 async def stored_state(influx: InfluxV1, district: str, window: DayWindow) -> Stored | None:
+    """What the day's stored district KPIs were computed from: inputs = (readings, unstored points)."""
     series = await influx.query(
         f'SELECT "readings", "revision", "status", "unstored_points" FROM "kpi_district"'
         f" WHERE \"district\" = '{district}' AND time = {window.start_ms}ms"
     )
     for s in series:
         for row in s["values"]:
-            return Stored(int(row[1]), int(row[2]), str(row[3]), int(row[4] or 0))
+            return Stored((int(row[1]), int(row[4] or 0)), int(row[2]), str(row[3]))
     return None
 
 
@@ -449,16 +446,14 @@ async def run_cycle(
             count = await count_readings(influx, district.id, window)
             if count == 0 and previous is None:
                 continue
-            unstored = await count_unstored(influx, district.id, window)
-            same = previous is not None and (previous.readings, previous.unstored_points) == (count, unstored)
-            if not recompute and previous is not None and same:
-                if previous.status == status:
-                    report.unchanged += 1
-                    continue
-                revision = previous.revision  # same numbers, now final
-                report.finalised.append((district.id, window.day))
+            inputs = (count, await count_unstored(influx, district.id, window))
+            if not recompute and unchanged(previous, inputs, status):
+                report.unchanged += 1
+                continue
+            revision = next_revision(previous, inputs, force=recompute)
+            if previous is not None and revision == previous.revision:
+                report.finalised.append((district.id, window.day))  # same numbers, now final
             else:
-                revision = 1 if previous is None else previous.revision + 1
                 report.recomputed.append((district.id, window.day, revision))
             kpis = await compute_day(influx, registry, district.id, window)
             lines = day_lines(
@@ -500,56 +495,3 @@ async def run_cycle(
             influx, registry, district, today=today, days=days, now_ms=now_ms
         )
     return report
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    env = Endpoints.from_env()
-    p.add_argument("--registry", type=Path, default=demo_registry_path())
-    p.add_argument("--influx-url", default=env.influx_url)
-    p.add_argument("--influx-db", default=env.influx_db)
-    p.add_argument("--days", type=int, default=7, help="allowed lateness: local days recomputed when data changes")
-    p.add_argument("--final-after-hours", type=float, default=48.0, help="a day is final this long after it ends")
-    p.add_argument("--interval", type=float, default=60.0, help="seconds between cycles")
-    p.add_argument("--once", action="store_true", help="run one cycle and exit")
-    p.add_argument("--recompute", action="store_true", help="recompute every day in the window")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr for long backfills (default: when stderr is a terminal)",
-    )
-
-
-async def _main(args: argparse.Namespace) -> int:
-    registry = Registry.load(args.registry)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with InfluxV1(InfluxConfig(url=args.influx_url, database=args.influx_db)) as influx:
-        while True:
-            report = await run_cycle(
-                influx,
-                registry,
-                days=args.days,
-                final_after_hours=args.final_after_hours,
-                now_ms=time.time_ns() // 1_000_000,
-                recompute=args.recompute,
-                progress=args.progress,
-            )
-            print(
-                f"aggregate: recomputed={len(report.recomputed)} finalised={len(report.finalised)} "
-                f"unchanged={report.unchanged} backfilled={len(report.backfilled)} savings={len(report.savings)}",
-                flush=True,
-            )
-            if args.once:
-                return 0
-            try:
-                await asyncio.wait_for(stop.wait(), args.interval)
-                return 0
-            except TimeoutError:
-                continue
-
-
-def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_main(args))

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from districtpulse.dashboard.alerts import AlertBook, Dispatcher
-from districtpulse.dashboard.snapshot import Snapshot
-from districtpulse.dashboard.throttle import LoginCounters
+from dashboard.alerts import AlertBook, Dispatcher
+from dashboard.snapshot import Snapshot
+from dashboard.throttle import LoginCounters
 
 
 @dataclass(slots=True)

@@ -19,16 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from devices import KINDS
-from districtpulse.dashboard.alerts import Alert
-from districtpulse.dashboard.auth import Principal
-from districtpulse.dashboard.snapshot import (
+from dashboard.alerts import Alert
+from dashboard.auth import Principal
+from dashboard.snapshot import (
     BuildingView,
     DeviceView,
     DistrictView,
     Figures,
     Snapshot,
 )
+from devices import KINDS
 
 
 def esc(value: object) -> str:

@@ -35,10 +35,11 @@ import numpy as np
 
 from aggregation import interval_energy
 from aggregation.completeness import SeqAccount, total
+from dashboard.config import DashboardConfig
+from dashboard.sources import GatewayStatus, Latest, Readings, Registers, Rejections, Statuses, Value
 from devices import DeviceKind, Registry
+from devices.carriers import carriers_of
 from devices.registry import Device, DistrictEntry
-from districtpulse.dashboard.config import DashboardConfig
-from districtpulse.dashboard.sources import GatewayStatus, Latest, Readings, Registers, Rejections, Statuses, Value
 from storage.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -230,28 +231,20 @@ def register_energy(
 
 
 # Which register of which kind feeds which figure.
-_ENERGY_FIELDS: dict[DeviceKind, tuple[tuple[str, str], ...]] = {
-    DeviceKind.ELECTRICITY_METER: (("energy_import", "import_kwh"), ("energy_export", "export_kwh")),
-    DeviceKind.HEAT_METER: (("energy", "heat_kwh"),),
-    DeviceKind.PV_INVERTER: (("energy_production", "pv_kwh"),),
-    DeviceKind.EV_CHARGER: (("session_energy", "ev_kwh"),),
-}
-
-
 def energy_by_device(
     devices: Sequence[Device], base: Mapping[str, Latest], rows: Mapping[str, Registers]
 ) -> dict[str, dict[str, float]]:
     """Figure name -> kWh today, per device that has registers (sub-meters left out)."""
     out: dict[str, dict[str, float]] = {}
     for device in devices:
-        fields = _ENERGY_FIELDS.get(device.kind)
-        if not fields or device.submeter_of is not None:
+        carriers = carriers_of(device.kind)
+        if not carriers or device.submeter_of is not None:
             continue
         out[device.id] = {
-            figure: register_energy(
-                base.get(device.id), rows.get(device.id), name, device.max_power_w, device.register_rollover_kwh
+            c.figure: register_energy(
+                base.get(device.id), rows.get(device.id), c.register, device.max_power_w, device.register_rollover_kwh
             )
-            for name, figure in fields
+            for c in carriers
         }
     return out
 

@@ -3,12 +3,13 @@
 - `InfluxSource`: the readings in InfluxDB, through InfluxQL (works on 1.x and on 2.x's v1 API). Every
   query is bounded by a time range and grouped by device, so its answer is at most one row per device, or
   one row per device per bucket: the cost does not grow with the devices' reporting rate.
-- `QuarantineReader`: rejected readings per reason, from ingest's SQLite quarantine (WAL: read while
-  ingest writes). A missing file means nothing was rejected yet; the reader never creates it.
-- `StatusTracker`: the gateways' retained status topic (`dp/v1/<district>/<gateway>/status`), kept current
-  by an MQTT subscription on paho's network thread.
+- `QuarantineReader`: rejected readings per reason, from ingest's SQLite quarantine through storage's
+  read-only view (`storage.quarantine.QuarantineView`). A missing file means nothing was rejected yet; the
+  reader never creates it.
+- `parse_status`: a gateway's retained status document (`dp/v1/<district>/<gateway>/status`), which the
+  dashboard's MQTT link (`dashboard.mqtt.BrokerLink`) keeps per gateway.
 
-The collector (`districtpulse.dashboard.snapshot`) talks to the `Readings`, `Rejections` and `Statuses`
+The collector (`dashboard.snapshot`) talks to the `Readings`, `Rejections` and `Statuses`
 protocols, which the unit tests fake.
 """
 
@@ -16,23 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from aggregation.completeness import SeqAccount
+from aggregation.jobs.accounts import seq_accounts
 from devices import KINDS, DeviceKind
-from districtpulse.completeness import seq_accounts
 from storage.influx import InfluxConfig, InfluxV1
+from storage.quarantine import QuarantineView
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +110,7 @@ class InfluxSource:
         return out
 
     async def seq_accounts(self, district: str, since_ms: int, until_ms: int) -> dict[str, SeqAccount]:
-        """Per device, what became of the readings issued in [since_ms, until_ms) (districtpulse.completeness)."""
+        """Per device, what became of the readings issued in [since_ms, until_ms) (aggregation.jobs.accounts)."""
         return await seq_accounts(self.client, district, since_ms, until_ms)
 
     async def registers(self, district: str, since_ms: int, step_s: int) -> dict[str, Registers]:
@@ -176,29 +170,14 @@ class InfluxSource:
 
 
 class QuarantineReader:
-    """`Rejections` from ingest's quarantine file, opened read-only per call (the file may appear later)."""
+    """`Rejections` from ingest's quarantine file, through storage's read-only view (the file may appear later)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.view = QuarantineView(path)
 
     def by_reason(self, district: str, since_ms: int) -> dict[str, int]:
         """Quarantined readings per reason received since `since_ms` on the district's topics."""
-        if not self.path.exists():
-            return {}
-        prefix = f"dp/v1/{district}/"
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
-        try:
-            cursor = db.execute(
-                "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? AND substr(topic, 1, ?) = ?"
-                " GROUP BY reason",
-                (since_ms, len(prefix), prefix),
-            )
-            return {str(reason): int(n) for reason, n in cursor}
-        except sqlite3.OperationalError as exc:  # no table yet: ingest has not created it
-            log.debug("quarantine %s not readable yet: %s", self.path, exc)
-            return {}
-        finally:
-            db.close()
+        return self.view.count_readings(since_ms=since_ms, topic_prefix=f"dp/v1/{district}/")
 
 
 # -- gateway status ---------------------------------------------------------------------------------------------
@@ -237,69 +216,3 @@ def parse_status(gateway: str, payload: bytes, received_ms: int, retained: bool)
 
 class Statuses(Protocol):
     def gateways(self) -> dict[str, GatewayStatus]: ...
-
-
-class StatusTracker:
-    """Subscribes to the status topics of some districts and keeps each gateway's newest status."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        districts: list[str],
-        *,
-        client_id: str = "",
-        username: str | None = None,
-        password: str | None = None,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._status: dict[str, GatewayStatus] = {}
-        self._filters = [f"dp/v1/{d}/+/status" for d in districts]
-        self.connected = threading.Event()
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        if username is not None:
-            client.username_pw_set(username, password)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        client.reconnect_delay_set(1, 30)
-        self._client = client
-        self._host, self._port = host, port
-
-    def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
-        self._client.loop_start()
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None) -> None:
-        if reason.is_failure:
-            log.warning("status subscription refused: %s", reason)
-            return
-        client.subscribe([(f, 1) for f in self._filters])
-        self.connected.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None) -> None:
-        self.connected.clear()
-        if reason.is_failure:
-            log.warning("status subscription lost: %s", reason)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
-        if len(parts) != 5:
-            return
-        if not msg.payload:  # an empty retained message clears the status: the gateway was retired
-            with self._lock:
-                self._status.pop(parts[3], None)
-            return
-        status = parse_status(parts[3], bytes(msg.payload), time.time_ns() // 1_000_000, bool(msg.retain))
-        with self._lock:
-            self._status[status.gateway] = status
-
-    def gateways(self) -> dict[str, GatewayStatus]:
-        with self._lock:
-            return dict(self._status)

@@ -46,22 +46,22 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from devices import Registry
-from districtpulse.dashboard import render
-from districtpulse.dashboard.alerts import AlertBook, Dispatcher, MqttNotifier, Notifier, WebhookNotifier, evaluate
-from districtpulse.dashboard.auth import COOKIE, Authenticator, Principal
-from districtpulse.dashboard.config import DashboardConfig
-from districtpulse.dashboard.metrics import DashboardCollector, RefreshStats, exposition
-from districtpulse.dashboard.snapshot import Collector, Snapshot
-from districtpulse.dashboard.sources import (
+from dashboard import render
+from dashboard.alerts import AlertBook, Dispatcher, MqttNotifier, Notifier, WebhookNotifier, evaluate
+from dashboard.auth import COOKIE, Authenticator, Principal
+from dashboard.config import DashboardConfig
+from dashboard.metrics import DashboardCollector, RefreshStats, exposition
+from dashboard.mqtt import BrokerLink
+from dashboard.snapshot import Collector, Snapshot
+from dashboard.sources import (
     InfluxSource,
     QuarantineReader,
     Readings,
     Rejections,
     Statuses,
-    StatusTracker,
 )
-from districtpulse.dashboard.throttle import LoginThrottle
+from dashboard.throttle import LoginThrottle
+from devices import Registry
 from storage.influx import InfluxConfig
 
 log = logging.getLogger(__name__)
@@ -433,24 +433,13 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def _notifiers(config: DashboardConfig) -> list[Notifier]:
+def _notifiers(config: DashboardConfig, link: BrokerLink | None) -> list[Notifier]:
     notifiers: list[Notifier] = []
     alerts = config.alerts
     if alerts.webhook_url:
         notifiers.append(WebhookNotifier(alerts.webhook_url, timeout=alerts.webhook_timeout_s))
-    if alerts.mqtt_topic:
-        from gateway import BrokerConfig, Publisher
-
-        broker = BrokerConfig(
-            config.mqtt.host,
-            config.mqtt.port,
-            client_id=f"{config.mqtt.client_id}-alerts",
-            username=config.mqtt.username,
-            password=config.mqtt.password,
-        )
-        publisher = Publisher(broker, max_inflight=100, drain_timeout=5.0)
-        publisher.start()
-        notifiers.append(MqttNotifier(publisher, alerts.mqtt_topic))
+    if alerts.mqtt_topic and link is not None:
+        notifiers.append(MqttNotifier(link, alerts.mqtt_topic))
     return notifiers
 
 
@@ -475,7 +464,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         influx: InfluxSource | None = None
-        tracker: StatusTracker | None = None
+        link: BrokerLink | None = None
         source = readings
         if source is None:
             cfg = config.influx
@@ -486,22 +475,21 @@ def create_app(
             )
             source = influx
         status_source = statuses
-        if status_source is None:
-            tracker = StatusTracker(
+        if status_source is None or (notifiers is None and config.alerts.mqtt_topic):
+            link = BrokerLink(
                 config.mqtt.host,
                 config.mqtt.port,
-                list(reg.districts),
+                list(reg.districts) if status_source is None else [],
+                client_id=config.mqtt.client_id,
                 username=config.mqtt.username,
                 password=config.mqtt.password,
             )
-            tracker.start()
-            await asyncio.to_thread(tracker.connected.wait, 3.0)  # retained statuses arrive right after
-            await asyncio.sleep(0.2)
-            status_source = tracker
+            await link.start()  # up to 3 s for the connection and the retained statuses behind it
+            status_source = status_source or link
         collector = Collector(
             config, reg, source, rejections or QuarantineReader(config.quarantine_path), status_source
         )
-        dispatcher = Dispatcher(notifiers if notifiers is not None else _notifiers(config))
+        dispatcher = Dispatcher(notifiers if notifiers is not None else _notifiers(config, link))
         live = Live(config, reg, collector, auth, dispatcher, login_throttle)
         app.state.live = live
         try:
@@ -527,8 +515,8 @@ def create_app(
                 await loop_task
             if influx is not None:
                 await influx.aclose()
-            if tracker is not None:
-                await asyncio.to_thread(tracker.stop)
+            if link is not None:
+                await link.aclose()
 
     routes = [
         Route("/", home),

@@ -14,13 +14,13 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
-from districtpulse.dashboard.config import ConfigError, DashboardConfig
+from dashboard.config import ConfigError, DashboardConfig
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="dashboard.toml (see districtpulse/dashboard/config.py)")
+    p.add_argument("--config", type=Path, help="dashboard.toml (see dashboard/config.py)")
     p.add_argument("--host", help="listen address (default: the config's, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: the config's, 8050; 0 = any free port)")
     p.add_argument(
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
-    from districtpulse.dashboard.app import create_app
+    from dashboard.app import create_app
 
     host = args.host or config.dashboard.host
     port = config.dashboard.port if args.port is None else args.port

@@ -6,11 +6,11 @@ exports them on `/metrics`. Data access lives in `sources`, composition in `snap
 HTML in `render`, login in `auth`, password-guessing limits in `throttle`.
 """
 
-from districtpulse.dashboard.alerts import Alert, AlertBook, Finding, evaluate
-from districtpulse.dashboard.app import create_app
-from districtpulse.dashboard.config import ConfigError, DashboardConfig
-from districtpulse.dashboard.snapshot import Collector, Snapshot
-from districtpulse.dashboard.throttle import LoginThrottle
+from dashboard.alerts import Alert, AlertBook, Finding, evaluate
+from dashboard.app import create_app
+from dashboard.config import ConfigError, DashboardConfig
+from dashboard.snapshot import Collector, Snapshot
+from dashboard.throttle import LoginThrottle
 
 __all__ = [
     "Alert",

@@ -1,4 +1,4 @@
-"""The `unstored` points (ingest.accounting) on an in-memory broker and database: quarantined runs of a known
+"""The `unstored` points (storage.unstored) on an in-memory broker and database: quarantined runs of a known
 device and gateways' eviction notices are written before their message is acknowledged and confirmed,
 exactly once however often the message is delivered; a wrong notice is quarantined, not stored."""
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from districtpulse.dashboard.config import (
+from dashboard.config import (
     ClockRule,
     CompletenessRule,
     DeviceSilentRule,
@@ -39,7 +39,7 @@ from districtpulse.dashboard.config import (
     SpoolAgeRule,
     rule_name,
 )
-from districtpulse.dashboard.snapshot import DistrictView, Snapshot
+from dashboard.snapshot import DistrictView, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -288,26 +288,25 @@ class WebhookNotifier:
 
 
 class MqttPublish(Protocol):
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float | None = None) -> int: ...
-
-    def close(self) -> None: ...
+    async def publish(self, topic: str, payload: bytes, *, timeout_s: float = 5.0) -> None: ...
 
 
 class MqttNotifier:
-    """Publishes each alert event at QoS 1 on `<topic>` through the gateway's bounded-in-flight publisher."""
+    """Publishes each alert event at QoS 1 on `<topic>` through the dashboard's MQTT link (`dashboard.mqtt`),
+    which the app owns and closes; a publish without a PUBACK within 5 s is a failed delivery."""
 
     name = "mqtt"
 
-    def __init__(self, publisher: MqttPublish, topic: str) -> None:
-        self.publisher = publisher
+    def __init__(self, link: MqttPublish, topic: str) -> None:
+        self.link = link
         self.topic = topic
 
     async def send(self, event: dict[str, Any]) -> None:
         payload = json.dumps(event, separators=(",", ":")).encode()
-        await asyncio.to_thread(self.publisher.publish, self.topic, payload, timeout=5.0)
+        await self.link.publish(self.topic, payload, timeout_s=5.0)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.publisher.close)
+        return None  # the link is the app's: it outlives the notifier
 
 
 @dataclass

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from devices import Rejection
-from ingest.errors import QuarantineUnusable
+from storage.errors import QuarantineUnusable
 
 log = logging.getLogger(__name__)
 
@@ -448,12 +448,7 @@ class Quarantine:
 
     def count_readings(self, *, since_ms: int = 0, topic_prefix: str = "") -> dict[str, int]:
         """Quarantined readings per reason code, received at or after `since_ms`, on topics under a prefix."""
-        cursor = self._db.execute(
-            "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? AND substr(topic, 1, ?) = ?"
-            " GROUP BY reason",
-            (since_ms, len(topic_prefix), topic_prefix),
-        )
-        return {reason: int(n) for reason, n in cursor}
+        return _count_readings(self._db, since_ms, topic_prefix)
 
     def close(self) -> None:
         self._db.close()
@@ -498,3 +493,34 @@ def _v1_digest(payload: bytes, truncated: int) -> str:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _count_readings(db: sqlite3.Connection, since_ms: int, topic_prefix: str) -> dict[str, int]:
+    cursor = db.execute(
+        "SELECT reason, sum(readings) FROM quarantine WHERE received_ms >= ? AND substr(topic, 1, ?) = ?"
+        " GROUP BY reason",
+        (since_ms, len(topic_prefix), topic_prefix),
+    )
+    return {str(reason): int(n) for reason, n in cursor}
+
+
+class QuarantineView:
+    """The quarantine for readers beside ingest (the dashboard): read-only, opened per call (`mode=ro`, so it
+    never creates, migrates or locks the file; WAL lets it read while ingest writes). A file that does not exist
+    yet, or that ingest has not given its tables yet, reads as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def count_readings(self, *, since_ms: int = 0, topic_prefix: str = "") -> dict[str, int]:
+        """Quarantined readings per reason code, received at or after `since_ms`, on topics under a prefix."""
+        if not self.path.exists():
+            return {}
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            return _count_readings(db, since_ms, topic_prefix)
+        except sqlite3.OperationalError as exc:  # no table yet: ingest has not created it
+            log.debug("quarantine %s not readable yet: %s", self.path, exc)
+            return {}
+        finally:
+            db.close()

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from districtpulse.dashboard.config import ThrottleSection
+from dashboard.config import ThrottleSection
 
 Scope = Literal["user", "address"]
 NAME_LIMIT = 64  # config.UserEntry.name's max_length: a longer name can never log in

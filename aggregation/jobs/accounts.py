@@ -1,8 +1,8 @@
 """Completeness from sequence numbers, read from InfluxDB: the four aggregate queries behind
-`aggregation.completeness.account`, shared by the daily KPIs (`districtpulse.aggregate`) and the dashboard.
+`aggregation.completeness.account`, shared by the daily KPIs (`aggregation.jobs.daily`) and the dashboard.
 
 Per device of a district, for the period [start, end): count, min and max of the stored readings' `seq`; the
-highest `seq` stored in the look-back before it; the `unstored` runs (ingest.accounting) in the period by
+highest `seq` stored in the look-back before it; the `unstored` runs (storage.unstored) in the period by
 stage, and the highest `last_seq` of a run in the look-back. Aggregates only: the cost is one row per device
 and query, whatever the readings' cadence.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from aggregation.completeness import SeqAccount, SeqSpan, accounts
 from devices import KINDS
-from ingest.accounting import MEASUREMENT, STAGE_EDGE, STAGE_INGEST
 from storage.influx import InfluxV1
+from storage.unstored import MEASUREMENT, STAGE_EDGE, STAGE_INGEST
 
 #: How far before a period to look for the reading that closes a gap at its start (the spool's
 #: instantaneous age bound is 2 days: a gap that started earlier is not counted, see aggregation.completeness).

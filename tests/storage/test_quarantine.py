@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.sources import QuarantineReader
 from devices import Registry, encode_batch, readings_topic, units_for
-from districtpulse.dashboard.sources import QuarantineReader
+from devices.backoff import FULL, Backoff
 from ingest import IngestSettings, IngestStats, Pipeline
-from ingest.errors import QuarantineUnusable
 from ingest.mqtt import MqttConfig
-from ingest.quarantine import (
+from ingest.quarantine_cli import replay
+from storage.errors import QuarantineUnusable, SinkRefused
+from storage.quarantine import (
     PAYLOAD_OVERHEAD,
     ROW_OVERHEAD,
     SCHEMA_VERSION,
@@ -29,9 +31,6 @@ from ingest.quarantine import (
     payload_digest,
     row_bytes,
 )
-from ingest.quarantine_cli import replay
-from ingest.retry import Backoff
-from storage.errors import SinkRefused
 from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, wait_until
 
 TOPIC = readings_topic("u1", "u1-gw1", "u1-em", "electricity_meter")
@@ -348,7 +347,9 @@ async def test_replay_stops_when_influxdb_refuses_and_keeps_every_row(tmp_path: 
         delays.append(delay)
 
     try:
-        result = await replay(q, registry, writer, batch_readings=20, backoff=Backoff(), attempts=5, sleep=record)
+        result = await replay(
+            q, registry, writer, batch_readings=20, backoff=Backoff(0.5, 30.0, FULL), attempts=5, sleep=record
+        )
         assert result.aborted == "InfluxDB database 'x' not found (404)"
         assert (result.rows_replayed, result.write_requests, writer.calls, delays) == (0, 1, 1, [])
         assert q.usage.rows == 10
