@@ -24,7 +24,7 @@ MAX_READINGS_PER_BATCH = 10_000
 #: double what one consumer may buffer (`max_buffered_messages` raw messages) for no realistic batch.
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 #: The largest MQTT packet the broker accepts (Mosquitto `max_packet_size`, see
-#: districtpulse/service_templates/mosquitto.conf.in): a message of `MAX_MESSAGE_BYTES` plus its fixed header,
+#: districtpulse/services/templates/mosquitto.conf.in): a message of `MAX_MESSAGE_BYTES` plus its fixed header,
 #: topic (at most 65,535 bytes), packet id and properties. A larger packet makes the broker disconnect its
 #: publisher (ingest/README.md, "Oversized messages").
 MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 # name -> (module, or module:attribute, with add_arguments(parser) and run(args) -> int; help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "services": ("districtpulse.services", "start, stop or inspect the local Mosquitto and InfluxDB"),
+    "services": ("districtpulse.services.cli", "start, stop or inspect the local Mosquitto and InfluxDB"),
     "demo": ("districtpulse.demo", "run one simulated district day end to end and print the KPIs"),
     "gateway": ("gateway.cli", "run an edge gateway"),
     "ingest": ("ingest.cli", "consume readings from MQTT into InfluxDB"),

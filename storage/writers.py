@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import httpx
 
-from storage.errors import SinkUnavailable
 from storage.influx import InfluxConfig, InfluxV1, Writer
 from storage.influx2 import InfluxV2
 
@@ -34,14 +33,10 @@ class AutoWriter:
         self.chosen: Writer | None = None
 
     async def detect(self) -> str:
-        try:
-            async with httpx.AsyncClient(base_url=self.config.url, timeout=10.0, transport=self._transport) as http:
-                response = await http.get("/ping")
-        except httpx.TransportError as exc:
-            raise SinkUnavailable(f"InfluxDB at {self.config.url} unreachable: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise SinkUnavailable(f"InfluxDB /ping answered {response.status_code}")
-        return major_version(response.headers.get("X-Influxdb-Version"))
+        """The server's major version from `/ping`, asked through the 1.x client (both versions answer it the
+        same way, without authentication); its errors are the storage family's."""
+        async with InfluxV1(self.config, transport=self._transport) as probe:
+            return major_version(await probe.ping())
 
     async def prepare(self) -> None:
         if self.chosen is None:

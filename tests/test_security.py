@@ -1,4 +1,4 @@
-"""`districtpulse.security`: passwords, ACL and certificates for `services up --secure` (no broker here).
+"""`districtpulse.services.secure`: passwords, ACL and certificates for `services up --secure` (no broker here).
 
 The hashes are checked against Mosquitto's own `mosquitto_passwd`, the certificates against `openssl verify`;
 that the broker accepts them is shown by tests/integration/test_secure_broker.py.
@@ -16,7 +16,7 @@ import pytest
 from devices.wire import MAX_PACKET_BYTES
 from districtpulse import services
 from districtpulse.config import Endpoints
-from districtpulse.security import (
+from districtpulse.services.secure import (
     INGEST_USER,
     PROBE_USER,
     SecureFiles,
@@ -229,12 +229,3 @@ def test_secure_mosquitto_conf_has_a_tls_listener_only_and_no_anonymous_clients(
 def test_secure_broker_port_comes_from_dp_mqtt_tls_port() -> None:
     assert services.SecureBroker.from_env({}).tls_port == services.DEFAULT_MQTT_TLS_PORT
     assert services.SecureBroker.from_env({"DP_MQTT_TLS_PORT": "20001"}).tls_port == 20001
-
-
-@pytest.mark.parametrize(
-    ("size", "encoded"),
-    # The examples of the MQTT 3.1.1 specification, section 2.2.3.
-    [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16_383, b"\xff\x7f"), (16_384, b"\x80\x80\x01")],
-)
-def test_probe_encodes_the_remaining_length_as_the_spec_does(size: int, encoded: bytes) -> None:
-    assert services._remaining_length(size) == encoded

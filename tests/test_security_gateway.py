@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from districtpulse.security import SecureFiles, ensure
+from districtpulse.services.secure import SecureFiles, ensure
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.publisher import BrokerConfig, TlsConfig

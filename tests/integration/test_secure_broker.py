@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.wire import encode_confirms
 from districtpulse import services
 from districtpulse.config import Endpoints
-from districtpulse.security import INGEST_USER, SecureFiles
 from districtpulse.services import SecureBroker
+from districtpulse.services.secure import INGEST_USER, SecureFiles
 from gateway.errors import BrokerUnavailable
 from gateway.publisher import BrokerConfig, Publisher, TlsConfig
 from tests.support.net import free_influx_port as _free_influx_port

@@ -25,6 +25,8 @@ from districtpulse.services import (
     ServiceError,
     ServiceStatus,
     down,
+    layout,
+    processes,
     render_influxdb_conf,
     render_mosquitto_conf,
     status,
@@ -313,10 +315,10 @@ def test_up_installs_missing_binaries_with_apt_and_reports_failure(
         calls.append((command, env))
         return subprocess.CompletedProcess(command, 100 if "install" in command else 0)
 
-    monkeypatch.setattr(services, "_find_binary", lambda name: None)
-    monkeypatch.setattr(services.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(services.subprocess, "run", fake_run)
+    monkeypatch.setattr(processes, "_find_binary", lambda name: None)
+    monkeypatch.setattr(processes.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(processes.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(processes.subprocess, "run", fake_run)
 
     with pytest.raises(ServiceError, match=r"apt-get install .* failed with exit code 100"):
         up(_private_endpoints(tmp_path / "state"), log=lambda _: None)
@@ -329,7 +331,7 @@ def test_up_installs_missing_binaries_with_apt_and_reports_failure(
 
 
 def test_up_without_install_names_the_missing_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "_find_binary", lambda name: None if name == "influxd" else "/x/mosquitto")
+    monkeypatch.setattr(processes, "_find_binary", lambda name: None if name == "influxd" else "/x/mosquitto")
     with pytest.raises(ServiceError, match="not installed: influxd"):
         up(_private_endpoints(tmp_path / "state"), install=False, log=lambda _: None)
 
@@ -339,7 +341,7 @@ def test_up_shows_the_log_tail_when_a_service_dies_at_startup(
 ) -> None:
     real_render = services.render_mosquitto_conf
     monkeypatch.setattr(
-        services, "render_mosquitto_conf", lambda endpoints: real_render(endpoints) + "no_such_option 1\n"
+        layout, "render_mosquitto_conf", lambda endpoints: real_render(endpoints) + "no_such_option 1\n"
     )
     with pytest.raises(ServiceError, match=r"(?s)mosquitto \(pid \d+\) exited during startup.*no_such_option"):
         up(private_instance, log=lambda _: None)

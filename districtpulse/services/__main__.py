@@ -1,0 +1,5 @@
+import sys
+
+from districtpulse.services.cli import main
+
+sys.exit(main())
