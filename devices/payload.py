@@ -113,16 +113,28 @@ class Reading(BaseModel):
 ClockFlag = Literal["unsynced"] | None
 
 
-class Batch(BaseModel):
-    """One device's batch of readings, as published on its readings topic."""
+class Envelope(BaseModel):
+    """The batch with its readings left unvalidated: used to salvage the good readings of a batch that
+    failed validation as a whole because of some bad readings. `Batch` is this envelope with its sequence
+    range bounded and every reading validated: the two share every other field."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     schema_version: Annotated[Literal[1], Field(alias="v")]
     device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    seq: tuple[Seq, Seq]
+    #: unbounded here: `seq_problem` judges it once the readings are counted, so that a range error
+    #: quarantines the batch with the number of readings it holds
+    seq: tuple[StrictInt, StrictInt]
     clock: ClockFlag = None
     units: dict[str, StrictStr] = Field(default_factory=dict)
+    readings: Annotated[list[Any], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
+
+
+class Batch(Envelope):
+    """One device's batch of readings, as published on its readings topic: the `Envelope` with its sequence
+    range bounded (`Seq`) and every reading validated."""
+
+    seq: tuple[Seq, Seq]
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
 
     @model_validator(mode="after")
@@ -140,19 +152,3 @@ class Batch(BaseModel):
 
 
 BATCH_ADAPTER: TypeAdapter[Batch] = TypeAdapter(Batch)
-
-
-class Envelope(BaseModel):
-    """The batch with its readings left unvalidated: used to salvage the good readings of a batch that
-    failed validation as a whole because of some bad readings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    schema_version: Annotated[Literal[1], Field(alias="v")]
-    device: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    #: unbounded here: `seq_problem` judges it once the readings are counted, so that a range error
-    #: quarantines the batch with the number of readings it holds
-    seq: tuple[StrictInt, StrictInt]
-    clock: ClockFlag = None
-    units: dict[str, StrictStr] = Field(default_factory=dict)
-    readings: Annotated[list[Any], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]

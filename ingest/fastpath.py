@@ -29,15 +29,11 @@ import orjson
 from devices import KINDS, MAX_READINGS_PER_BATCH, SCHEMA_VERSION, Device, Registry, readings_topic
 from devices.validation import DEFAULT_MAX_FUTURE_MS
 from devices.wire import CLOCK_UNSYNCED, MAX_MESSAGE_BYTES, MAX_SEQ
-from storage.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key
+from storage.lineprotocol import CLOCK_UNSYNCED_FIELD, float_text, series_key, string_field
 
 _REQUIRED = frozenset({"v", "device", "seq", "readings"})
 _ALLOWED = frozenset({"v", "device", "seq", "clock", "units", "readings"})
 _READING_KEYS = frozenset({"ts", "values"})
-
-
-def _string_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 _MAX_FLOAT = 1.7976931348623157e308
@@ -176,7 +172,7 @@ class FastPath:
                         return None
                     if spec[0] is not None and value not in spec[0]:
                         return None
-                    fields.append(f"{name}={_string_field(value)}")
+                    fields.append(f"{name}={string_field(value)}")
                 append(f"{key} {','.join(fields)},seq={first + i}i{flag} {ts}")
         except KeyError:
             return None
