@@ -66,10 +66,20 @@ type = "{adapter}"
 """
 
 
+def _peak_rss_mb() -> float:
+    """This program's peak RSS: VmHWM, the high-water mark of the memory of the program exec'd. Not getrusage's
+    ru_maxrss, which Linux carries over an exec from the process that forked it: a child of a big parent
+    would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _rusage() -> tuple[float, float]:
     """(CPU seconds, peak RSS MiB) of this process so far."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+    return ru.ru_utime + ru.ru_stime, _peak_rss_mb()
 
 
 # -- child: one gateway process per phase ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The vocabulary every DistrictPulse component speaks: device kinds, payloads, topics and the registry."""
 
 # Submodules load on first use (PEP 562): the gateway on a Raspberry Pi imports `devices.kinds` and
-# `devices.topics` without paying for the pydantic models of payloads and registry it may not need.
+# `devices.topics` without paying for the pydantic models of the payloads it may not need.
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from devices.kinds import KINDS, DeviceKind, KindSpec, MetricSpec, spec_for, units_for
     from devices.payload import BATCH_ADAPTER, Batch, Reading
-    from devices.registry import Device, Registry, demo_registry_path
-    from devices.registry_index import RegistryError
+    from devices.registry import Device, Registry, RegistryError, demo_registry_path
     from devices.topics import (
         READINGS_FILTER,
         ReadingsTopic,
@@ -39,7 +38,7 @@ _LAZY: dict[str, str] = {
     "ReadingsTopic": "devices.topics",
     "Reason": "devices.validation",
     "Registry": "devices.registry",
-    "RegistryError": "devices.registry_index",  # the same class, without importing pydantic
+    "RegistryError": "devices.registry",  # pydantic-free, like the whole registry
     "Rejection": "devices.validation",
     "SCHEMA_VERSION": "devices.wire",
     "TopicError": "devices.topics",
@@ -95,7 +94,6 @@ def __getattr__(name: str) -> Any:
             "logs",
             "payload",
             "registry",
-            "registry_index",
             "tables",
             "topics",
             "validation",

@@ -69,8 +69,15 @@ class Check:
 class TableError(ValueError):
     """A table does not fit its dataclass; `problems` holds every (location, message), in table order."""
 
+    #: problems spelled out in the message; the rest are counted (a wrong key in a generated registry of
+    #: 17,500 devices must not make a message of megabytes). `problems` keeps them all.
+    MAX_SHOWN = 10
+
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{where}: {message}" if where else message for where, message in problems))
+        shown = [f"{where}: {message}" if where else message for where, message in problems[: self.MAX_SHOWN]]
+        if len(problems) > self.MAX_SHOWN:
+            shown.append(f"and {len(problems) - self.MAX_SHOWN} more problems")
+        super().__init__("; ".join(shown))
         self.problems = tuple(problems)
 
 
@@ -202,7 +209,10 @@ def _scalar(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> A
     elif tp is datetime:
         ok = isinstance(value, datetime)
     elif tp is date:
-        ok = isinstance(value, date) and not isinstance(value, datetime)
+        if isinstance(value, datetime):  # it would silently become its date in some zone
+            problems.append((loc, "expected a local date (YYYY-MM-DD), not a date-time"))
+            return _MISSING
+        ok = isinstance(value, date)
     else:
         raise TypeError(f"devices.tables cannot load {tp!r}")
     if ok:

@@ -17,6 +17,7 @@ span and its KPI series first, so a run on another day does not mix two simulati
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,6 @@ from zoneinfo import ZoneInfo
 from aggregation.jobs.daily import CycleReport, run_cycle
 from devices import KINDS, DeviceKind, Registry, validate_message
 from devices.progress import ProgressBar
-from devices.registry import RegistryFile
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
 from storage.influx import InfluxV1
@@ -54,17 +54,17 @@ _LINES_PER_WRITE = 5000
 
 def with_retrofit(registry: Registry, district: str, retrofit: date) -> Registry:
     """The registry with `retrofit` set on every building of `district` (the demo's file stays as it is)."""
-    model = registry.model.model_dump()
+    model = dataclasses.asdict(registry.model)
     for d in model["district"]:
         if d["id"] == district:
             for building in d["building"]:
                 building["retrofit"] = retrofit
-    return Registry(RegistryFile.model_validate(model))
+    return Registry.from_table(model)
 
 
 def history_registry(registry: Registry, district: str) -> Registry:
     """Only what the savings use: the district's main electricity meters, heat meters and weather stations."""
-    model = registry.model.model_dump()
+    model = dataclasses.asdict(registry.model)
     model["district"] = [d for d in model["district"] if d["id"] == district]
     for d in model["district"]:
         for building in d["building"]:
@@ -72,7 +72,7 @@ def history_registry(registry: Registry, district: str) -> Registry:
                 gateway["device"] = [
                     dev for dev in gateway["device"] if dev["kind"] in _KINDS and dev.get("submeter_of") is None
                 ]
-    return Registry(RegistryFile.model_validate(model))
+    return Registry.from_table(model)
 
 
 def history_config(registry: Registry, retrofit: date, end: date, seed: int) -> SimConfig:

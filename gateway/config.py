@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from devices.endpoints import Endpoints
-from devices.registry_index import RegistryError, gateway_devices
+from devices.registry import RegistryError, gateway_devices
 from devices.tables import Bounds, Check, TableError, load_toml
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH

@@ -10,12 +10,13 @@ forwards AMI data), chargers every minute sent every 5 min, sensors every 5 min 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from devices import DeviceKind, Registry
 from simulators.config import Cadence
 
-COMMISSIONED = "2024-01-01T00:00:00Z"
+COMMISSIONED = datetime(2024, 1, 1, tzinfo=UTC)
 
 SCALABLE_CITIES_CADENCES: dict[DeviceKind, Cadence] = {
     DeviceKind.ELECTRICITY_METER: Cadence(900, 3600),
@@ -59,9 +60,8 @@ def scalable_cities(
             {"id": district, "name": "Scalable Cities", "timezone": "Europe/Helsinki", "building": building_docs}
         ]
     }
-    from devices.registry import RegistryFile
 
-    return Registry(RegistryFile.model_validate(doc))
+    return Registry.from_table(doc)
 
 
 FLEETS: dict[str, Callable[[str], Registry]] = {"scalable-cities": scalable_cities}

@@ -1,5 +1,6 @@
-"""devices.registry_index gives a gateway exactly what the full pydantic Registry gives, and refuses the
-same files."""
+"""`devices.registry.gateway_devices` (what a gateway reads of the registry) gives a gateway exactly what the
+full Registry gives, and refuses the same files, on every registry of the repository; the registry imports no
+pydantic (a Pi gateway's memory budget)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.kinds import DeviceKind
-from devices.registry import Registry, RegistryError, demo_registry_path
-from devices.registry_index import gateway_devices
+from devices.registry import Registry, RegistryError, demo_registry_path, gateway_devices
 from simulators.fleets import registry_toml, scalable_cities
 from tests.conftest import small_registry_toml
 from tests.simulators.conftest import FLEET_TOML
@@ -132,10 +132,10 @@ def test_exact_messages_for_what_a_gateway_operator_sees(tmp_path: Path) -> None
 
 
 def test_registry_error_is_one_class_importable_without_pydantic() -> None:
-    from devices import registry_index
+    import devices
 
-    assert RegistryError is registry_index.RegistryError
-    code = "import sys, devices.registry_index\nprint(sorted(m for m in sys.modules if m.startswith('pydantic')))\n"
+    assert RegistryError is devices.RegistryError
+    code = "import sys, devices.registry\nprint(sorted(m for m in sys.modules if m.startswith('pydantic')))\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

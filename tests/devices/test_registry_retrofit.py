@@ -26,7 +26,7 @@ def test_the_demo_buildings_have_no_retrofit() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("2025-03-01T00:00:00Z", "retrofit is a local date"),
+        ("2025-03-01T00:00:00Z", "retrofit: expected a local date"),
         ('"March"', "retrofit"),
         ("2025-02-30", "not valid TOML"),
     ],
