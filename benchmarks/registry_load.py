@@ -31,12 +31,12 @@ def registry_text(devices: int) -> str:
             lines.append(f'  [[district.building]]\n  id = "d{d}-b{b}"\n  floor_area_m2 = 1000\n')
             for g in range(gateways_per_building):
                 lines.append(f'    [[district.building.gateway]]\n    id = "d{d}-b{b}-g{g}"\n')
-                for m in range(per_gateway):
-                    lines.append(
-                        f'      [[district.building.gateway.device]]\n      id = "d{d}-b{b}-g{g}-m{m}"\n'
-                        '      kind = "electricity_meter"\n      max_power_w = 100000\n'
-                        "      commissioned = 2024-01-01T00:00:00Z\n"
-                    )
+                lines.extend(
+                    f'      [[district.building.gateway.device]]\n      id = "d{d}-b{b}-g{g}-m{m}"\n'
+                    '      kind = "electricity_meter"\n      max_power_w = 100000\n'
+                    "      commissioned = 2024-01-01T00:00:00Z\n"
+                    for m in range(per_gateway)
+                )
     return "".join(lines)
 
 

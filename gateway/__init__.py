@@ -2,7 +2,8 @@
 
 Runs on a Raspberry Pi: imports only the standard library (sqlite3 for the spool) and paho-mqtt. No
 pydantic: the configuration and the registry are read into dataclasses by `devices.tables` and
-`devices.registry` (one registry model for every component, pydantic-free), which saves the ~12 MB pydantic would take of the 40 MB budget (issue 4);
+`devices.registry` (one registry model for every component, pydantic-free), which saves the ~12 MB
+pydantic would take of the 40 MB budget (issue 4);
 `tests/gateway/test_gateway_imports.py` keeps it that way.
 
     adapters (threads) ──put──► Spool (SQLite WAL, group commit, bounded) ──► Gateway loop ──► Publisher (paho)
