@@ -11,8 +11,10 @@ Unknown keys are errors (`extra="forbid"`): a misspelt option must fail `--check
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -23,6 +25,25 @@ from devices.wire import MAX_PACKET_BYTES
 from ingest.mqtt import DEFAULT_MAXIMUM_PACKET_SIZE, MqttConfig
 from ingest.pipeline import IngestSettings
 from storage.influx import InfluxConfig
+
+T = TypeVar("T")
+
+
+def _handed(target: type[T], section: BaseModel, *, unused: Collection[str] = (), **special: Any) -> T:
+    """The dataclass `target` from the section's fields of the same names (a `SecretStr` revealed), then `special`.
+
+    Every field of the section must land somewhere (a field of `target`, `special`, or `unused` on purpose), so a
+    setting added to the file can never be validated and then silently dropped on its way to the pipeline."""
+    names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for name in type(section).model_fields:
+        if name in special or name in unused:
+            continue
+        if name not in names:
+            raise TypeError(f"{type(section).__name__}.{name} has no field in {target.__name__}")
+        value = getattr(section, name)
+        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return target(**values, **special)
 
 
 def _env() -> Endpoints:
@@ -149,53 +170,16 @@ class IngestConfig(BaseSettings):
         return config
 
     def runtime(self) -> IngestSettings:
-        """The pipeline's settings."""
+        """The pipeline's settings: every field handed over by name (secrets revealed only here)."""
         m, i = self.mqtt, self.influx
-        return IngestSettings(
-            registry=self.registry,
-            quarantine=self.quarantine,
-            mqtt=MqttConfig(
-                host=m.host,
-                port=m.port,
-                client_id=m.client_id,
-                topics=m.topics,
-                session_expiry_s=m.session_expiry_s,
-                receive_maximum=m.receive_maximum,
-                maximum_packet_size=m.maximum_packet_size,
-                max_buffered_messages=m.max_buffered_messages,
-                stall_timeout_s=m.stall_timeout_s,
-                keepalive=m.keepalive,
-                username=m.username,
-                password=m.password.get_secret_value() if m.password else None,
-                ca_file=m.ca_file,
-                cert_file=m.cert_file,
-                key_file=m.key_file,
-                subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json",
+        return _handed(
+            IngestSettings,
+            self,
+            unused={"metrics"},  # the metrics endpoint is the CLI's, not the pipeline's
+            mqtt=_handed(
+                MqttConfig, m, subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json"
             ),
-            influx=InfluxConfig(
-                url=i.url,
-                database=i.database,
-                retention_policy=i.retention_policy,
-                username=i.username,
-                password=i.password.get_secret_value() if i.password else None,
-                timeout=i.timeout_s,
-                version=i.version,
-                org=i.org,
-                bucket=i.bucket,
-                token=i.token.get_secret_value() if i.token else None,
-            ),
-            batch_readings=self.batch_readings,
-            batch_interval_s=self.batch_interval_s,
-            writers=self.writers,
-            retry_base_s=self.retry_base_s,
-            retry_max_s=self.retry_max_s,
-            max_inflight_readings=self.max_inflight_readings,
-            drain_timeout_s=self.drain_timeout_s,
-            confirm_delay_s=self.confirm_delay_s,
-            confirm_max_delay_s=self.confirm_max_delay_s,
-            confirm=self.confirm,
-            quarantine_max_rows=self.quarantine_max_rows,
-            quarantine_max_bytes=self.quarantine_max_bytes,
+            influx=_handed(InfluxConfig, i, unused={"timeout_s"}, timeout=i.timeout_s),
         )
 
     def summary(self) -> dict[str, object]:

@@ -116,3 +116,32 @@ def test_the_maximum_packet_size_is_never_below_the_brokers_bound(tmp_path: Path
 def test_confirmations_are_on_unless_switched_off() -> None:
     assert cli.load_config(_args()).runtime().confirm is True
     assert cli.load_config(_args("--no-confirm")).runtime().confirm is False
+
+
+def test_every_setting_is_handed_to_the_pipeline_by_name() -> None:
+    from ingest.settings import IngestConfig
+
+    config = IngestConfig.load(None, batch_readings=7, writers=3, confirm_delay_s=0.5, quarantine_max_rows=9)
+    settings = config.runtime()
+    assert (settings.batch_readings, settings.writers, settings.confirm_delay_s, settings.quarantine_max_rows) == (
+        7,
+        3,
+        0.5,
+        9,
+    )
+    assert settings.influx.timeout == config.influx.timeout_s and settings.mqtt.client_id == config.mqtt.client_id
+
+
+def test_a_setting_with_no_field_in_the_pipeline_is_an_error_not_a_silent_drop() -> None:
+    from pydantic import BaseModel
+
+    from ingest.mqtt import MqttConfig
+    from ingest.settings import _handed
+
+    class Section(BaseModel):
+        host: str = "h"
+        nowhere: int = 1
+
+    with pytest.raises(TypeError, match=r"Section\.nowhere has no field in MqttConfig"):
+        _handed(MqttConfig, Section())
+    assert _handed(MqttConfig, Section(), unused={"nowhere"}).host == "h"
