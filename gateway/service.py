@@ -57,7 +57,7 @@ from gateway.adapters import Adapter, Values
 from gateway.clock import Clock
 from gateway.delivery import DeliveryPolicy, Ledger, Sent
 from gateway.publisher import Will
-from gateway.spool import EvictedRun, Spool, SpooledReading
+from gateway.spool import Spool, SpooledReading
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def encode_message(device: str, units_json: str, rows: Sequence[SpooledReading])
     ).encode()
 
 
-def _notice(run: EvictedRun) -> bytes:
-    return encode_eviction(Eviction(run.device, run.first, run.last, run.first_ts, run.last_ts, run.reason, run.cls))
+def _notice(run: Eviction) -> bytes:
+    return encode_eviction(run)
 
 
 def consecutive_run(rows: Sequence[SpooledReading], max_bytes: int | None = None) -> Sequence[SpooledReading]:

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from devices.kinds import KINDS, DeviceKind
+from devices.wire import Eviction
 from gateway.errors import SpoolError
 
 log = logging.getLogger(__name__)
@@ -117,19 +118,6 @@ class SpooledReading:
     ts: int
     unsynced: bool
     body: str  # the values as compact JSON, exactly as they go into the payload
-
-
-@dataclass(frozen=True, slots=True)
-class EvictedRun:
-    """A run of consecutive seqs of one device that the spool deleted unconfirmed (`evictions` table)."""
-
-    device: str
-    first: int
-    last: int
-    first_ts: int
-    last_ts: int
-    reason: str
-    cls: str
 
 
 #: A gateway stamp this close behind the device's previous stamp is moved just past it (see `Spool.append`).
@@ -611,7 +599,7 @@ class Spool:
             self._count("eviction_readings_unreported", sum(n for (n,) in dropped))
             log.warning("eviction records over %d: dropped the %d oldest", MAX_EVICTION_RECORDS, len(dropped))
 
-    def evicted_runs(self, limit: int) -> list[EvictedRun]:
+    def evicted_runs(self, limit: int) -> list[Eviction]:
         """Eviction records not yet confirmed, oldest first (at most `limit`)."""
         if not self._eviction_records:
             return []
@@ -620,7 +608,7 @@ class Spool:
             "ORDER BY first_ts LIMIT ?",
             (limit,),
         ).fetchall()
-        return [EvictedRun(self._by_idx[idx].id, *rest) for idx, *rest in rows]
+        return [Eviction(self._by_idx[idx].id, *rest) for idx, *rest in rows]
 
     @property
     def eviction_records(self) -> int:

@@ -12,14 +12,14 @@ from typing import Any, cast
 import pytest
 from gateway_support import FakePublisher, FixedClock
 
-from devices.wire import decode_eviction
+from devices.wire import Eviction, decode_eviction
 from gateway import spool as spool_module
 from gateway.adapters import Adapter
 from gateway.clock import Clock
 from gateway.delivery import DeliveryPolicy
 from gateway.publisher import Will
 from gateway.service import Gateway, Timing
-from gateway.spool import EvictedRun, Spool, SpoolLimits
+from gateway.spool import Spool, SpoolLimits
 
 T0 = 1_790_000_000_000
 LIMITS = SpoolLimits(max_bytes=64 * 1024)
@@ -48,7 +48,7 @@ def _spooled_seqs(path: Path, device: str) -> set[int]:
     return {s for (s,) in rows}
 
 
-def _covered(runs: list[EvictedRun], device: str) -> list[int]:
+def _covered(runs: list[Eviction], device: str) -> list[int]:
     return sorted(s for r in runs if r.device == device for s in range(r.first, r.last + 1))
 
 
