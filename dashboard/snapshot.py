@@ -23,7 +23,9 @@ Definitions (what an operator reads on the page):
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -283,6 +285,26 @@ def figures_of(
     )
 
 
+#: The largest magnitude a status number may have (ms timestamps, counts, ages): beyond it, or not finite, or not
+#: a number at all, the field is unknown. (`parse_status` already refuses NaN and Infinity; this also covers
+#: a document built some other way, and a bool, which Python counts as an int.)
+_MAX_NUMBER = 1e15
+_MAX_TEXT = 200
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) <= _MAX_NUMBER else None
+
+
+def _text(value: object) -> str:
+    """A status field shown to operators: a string, cut to `_MAX_TEXT` characters (escaped when rendered)."""
+    text = value if isinstance(value, str) else json.dumps(value)[:_MAX_TEXT]
+    return text[:_MAX_TEXT]
+
+
 def gateway_view(
     gateway_id: str, building: str, devices: int, status: GatewayStatus | None, now_ms: int, late_after_s: float
 ) -> GatewayView:
@@ -291,8 +313,8 @@ def gateway_view(
     if status is None:
         return GatewayView(gateway_id, building, devices, "unknown")
     doc = status.doc
-    ts = doc.get("ts")
-    sent_ms = int(ts) if isinstance(ts, int | float) else None
+    ts = _number(doc.get("ts"))
+    sent_ms = None if ts is None else int(ts)
     # A live message's age is its receive time; a retained one replayed at subscription has only its own ts.
     if status.retained:
         age_s = None if sent_ms is None else max((now_ms - sent_ms) / 1000, 0.0)
@@ -310,20 +332,20 @@ def gateway_view(
         state = "late"
     else:
         state = "online"
-    readings = spool.get("readings") if spool else None
-    oldest = spool.get("oldest_age_s") if spool else None
+    readings = _number(spool.get("readings")) if spool else None
+    oldest = _number(spool.get("oldest_age_s")) if spool else None
     return GatewayView(
         gateway_id,
         building,
         devices,
         state,
-        reason=str(doc["reason"]) if "reason" in doc else None,
+        reason=_text(doc["reason"]) if "reason" in doc else None,
         heartbeat_age_s=age_s,
-        spool_readings=int(readings) if isinstance(readings, int | float) else None,
-        spool_oldest_age_s=float(oldest) if isinstance(oldest, int | float) else None,
-        clock_sync=str(clock["sync"]) if clock and "sync" in clock else None,
+        spool_readings=None if readings is None else int(readings),
+        spool_oldest_age_s=oldest,
+        clock_sync=_text(clock["sync"]) if clock and "sync" in clock else None,
         skew_s=skew_s,
-        version=str(doc["version"]) if "version" in doc else None,
+        version=_text(doc["version"]) if "version" in doc else None,
     )
 
 

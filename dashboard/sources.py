@@ -15,12 +15,13 @@ protocols, which the unit tests fake.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from aggregation.completeness import SeqAccount
 from aggregation.jobs.accounts import seq_accounts
@@ -199,15 +200,27 @@ class GatewayStatus:
         return str(self.doc.get("state", "unknown"))
 
 
+#: A gateway's status document is a few hundred bytes; a larger one is refused unread (memory is bounded by the
+#: fleet: one status per gateway).
+MAX_STATUS_BYTES = 64 * 1024
+
+
 def parse_status(gateway: str, payload: bytes, received_ms: int, retained: bool) -> GatewayStatus:
-    """A status payload: the gateway's JSON heartbeat, or a bare word (`online`/`offline`) as a Last Will."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    word = text.strip('"').lower()
-    if word in ("online", "offline"):
-        return GatewayStatus(gateway, received_ms, retained, {"state": word})
+    """A status payload: the gateway's JSON heartbeat, or a bare word (`online`/`offline`) as a Last Will.
+
+    The payload is hostile input (anyone who may publish on the topic wrote it, and a retained one is replayed
+    to every refresh): it is parsed strictly (orjson: no NaN or Infinity, no number that overflows a double,
+    valid UTF-8 only), a document that is not an object or is too large stands as state `unknown` with the
+    reason in `error`, and `dashboard.snapshot.gateway_view` reads each field only if it has the right type."""
+    if len(payload) > MAX_STATUS_BYTES:
+        error = f"status of {len(payload)} bytes, more than {MAX_STATUS_BYTES}"
+        return GatewayStatus(gateway, received_ms, retained, {"state": "unknown", "error": error})
+    word = payload.strip().strip(b'"').lower()
+    if word in (b"online", b"offline"):
+        return GatewayStatus(gateway, received_ms, retained, {"state": word.decode()})
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         doc = {"state": "unknown", "error": "status is not valid JSON"}
     if not isinstance(doc, dict):
         doc = {"state": "unknown"}
