@@ -3,7 +3,7 @@
 An ASGI app (Starlette) that shows, per district, whether every device is reporting, whether the data is
 good and today's figures; drills down to buildings and devices; evaluates alert rules continuously and
 exports them on `/metrics`. Data access lives in `sources`, composition in `snapshot`, rules in `alerts`,
-HTML in `render`, login in `auth`, password-guessing limits in `throttle`.
+HTML in `render` and its Jinja2 `templates/`, login in `auth`, password-guessing limits in `throttle`.
 """
 
 from dashboard.alerts import Alert, AlertBook, Finding, evaluate
