@@ -13,8 +13,7 @@ from devices.kinds import DeviceKind
 from devices.registry import Registry, RegistryError, demo_registry_path
 from devices.registry_index import gateway_devices
 from simulators.fleets import registry_toml, scalable_cities
-from tests.conftest import small_registry_toml
-from tests.simulators.conftest import FLEET_TOML
+from tests.support.registries import FLEET_TOML, small_registry_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from adapter_sink import T0, CollectingSink, read_expected
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from gateway.adapters import ADAPTERS, AdapterContext, DeviceRef, build_adapter,
 from gateway.adapters.replay import ReplayAdapter
 from gateway.adapters.simulated import values_fn
 from gateway.errors import ConfigError
+from tests.support.adapter_sink import T0, CollectingSink, read_expected
 
 ADAPTERS_DIR = Path(__file__).resolve().parents[2] / "gateway" / "adapters"
 FOLDERS = sorted(p.parent.name for p in ADAPTERS_DIR.glob("*/__init__.py"))

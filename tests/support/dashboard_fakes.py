@@ -68,6 +68,16 @@ timezone = "Europe/Helsinki"
 """
 
 
+#: The dashboard's login configuration of the app tests: an operator (with an API token) and a viewer.
+USERS = {
+    "user": [
+        {"name": "olga", "role": "operator", "password": "operator-pass", "token": "o" * 24},
+        {"name": "vic", "role": "viewer", "password": "viewer-pass"},
+    ],
+    "secret": "test-secret",
+}
+
+
 @dataclass
 class FakeReadings:
     latest_: dict[str, Latest] = field(default_factory=dict)
