@@ -17,7 +17,7 @@ from devices import Registry
 from districtpulse.config import Endpoints
 from simulators.publish import publish
 from simulators.replay import Target, read_files, to_messages
-from tests.support.registries import UK_REPLAY_TOML
+from tests.support import registries
 from tests.support.sim_ingest import Ingest, running_ingest
 from tests.support.simulation import RECORDED
 
@@ -25,7 +25,7 @@ from tests.support.simulation import RECORDED
 @pytest.fixture
 async def ingest(endpoints: Endpoints, tmp_path: Path) -> AsyncIterator[Ingest]:
     district = "r" + uuid.uuid4().hex[:10]
-    toml = UK_REPLAY_TOML.replace('id = "uk"', f'id = "{district}"', 1)
+    toml = registries.text("replay_uk").replace('id = "uk"', f'id = "{district}"', 1)
     async with running_ingest(endpoints, Registry.from_toml(toml), tmp_path) as harness:
         yield harness
 

@@ -27,13 +27,13 @@ from simulators.replay import (
     to_messages,
     write_long,
 )
-from tests.support.registries import UK_REPLAY_TOML
+from tests.support import registries
 
 DATA = Path(__file__).parent / "data"
 UTC_ZONE = ZoneInfo("UTC")
 ROOT = Path(__file__).resolve().parents[2]
 
-REGISTRY = UK_REPLAY_TOML
+REGISTRY = registries.text("replay_uk")
 
 
 def csv_values(path: Path, column: str) -> list[str]:
