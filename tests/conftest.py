@@ -1,4 +1,5 @@
-"""Shared fixtures: registries built in the test, so each test owns its district id and devices."""
+"""Shared fixtures: registries built in the test, so each test owns its district id and devices; the fake
+InfluxDB 2.x server. The helpers themselves are in tests/support (whose asserts pytest rewrites, as in tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from devices import Registry
+pytest.register_assert_rewrite("tests.support")
+
+from devices import Registry  # noqa: E402
+from tests.support.influx_servers import FakeInflux, fake_influx2  # noqa: E402
+from tests.support.registries import small_registry_toml  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -22,41 +27,6 @@ def _root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-REGISTRY_TEMPLATE = """
-[[district]]
-id = "{district}"
-timezone = "Europe/Helsinki"
-  [[district.building]]
-  id = "{district}-b1"
-  floor_area_m2 = 1000
-    [[district.building.gateway]]
-    id = "{district}-gw1"
-      [[district.building.gateway.device]]
-      id = "{district}-em"
-      kind = "electricity_meter"
-      commissioned = 2024-01-01T00:00:00Z
-      max_power_w = 100000
-      [[district.building.gateway.device]]
-      id = "{district}-bs"
-      kind = "building_sensor"
-      commissioned = 2024-01-01T00:00:00Z
-      [[district.building.gateway.device]]
-      id = "{district}-ev"
-      kind = "ev_charger"
-      commissioned = 2024-01-01T00:00:00Z
-    [[district.building.gateway]]
-    id = "{district}-gw2"
-      [[district.building.gateway.device]]
-      id = "{district}-hm"
-      kind = "heat_meter"
-      commissioned = 2025-06-01T00:00:00Z
-"""
-
-
-def small_registry_toml(district: str) -> str:
-    return REGISTRY_TEMPLATE.format(district=district)
 
 
 @pytest.fixture
@@ -75,3 +45,10 @@ def unique_district() -> str:
 @pytest.fixture
 def registry_text() -> Callable[[str], str]:
     return small_registry_toml
+
+
+@pytest.fixture
+def influx2_server() -> Iterator[FakeInflux]:
+    """A fake InfluxDB 2.x (answering /ping as v2.7.11) on a loopback port, recording every request."""
+    with fake_influx2() as fake:
+        yield fake

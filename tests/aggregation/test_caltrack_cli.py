@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aggregation import savings_cli
-from tests.aggregation.eemeter_cases import DATA, FIXTURE
+from tests.support.eemeter import DATA, FIXTURE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = "il-electricity-cdd-hdd-daily"

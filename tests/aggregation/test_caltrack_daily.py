@@ -20,7 +20,7 @@ from aggregation.caltrack_daily import (
     fit_daily,
     model_from_row,
 )
-from tests.aggregation.eemeter_cases import DATA, cases, run_case
+from tests.support.eemeter import DATA, cases, run_case
 
 DAILY_CASES = cases("caltrack-daily")
 H = 3600

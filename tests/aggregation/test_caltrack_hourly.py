@@ -12,7 +12,7 @@ from aggregation import _caltrack_kernels as K
 from aggregation import caltrack_reference as ref
 from aggregation._caltrack_common import HourlyTemperature, MeterSeries
 from aggregation.caltrack_hourly import SEGMENT_NAMES, fit_hourly, hourly_period, local_calendar
-from tests.aggregation.eemeter_cases import cases, run_case
+from tests.support.eemeter import cases, run_case
 
 HOURLY_CASES = cases("caltrack-hourly")
 H = 3600

@@ -29,7 +29,7 @@ from dashboard.config import (
     SpoolAgeRule,
 )
 from dashboard.snapshot import Quality
-from tests.dashboard.fakes import NOW, device, district, gateway, snapshot
+from tests.support.dashboard_fakes import NOW, device, district, gateway, snapshot
 
 
 def subjects(findings: list[Finding]) -> dict[str, float | None]:

@@ -12,15 +12,7 @@ import pytest
 from dashboard import create_app
 from dashboard.alerts import alert_id
 from devices import Registry
-from tests.dashboard.fakes import REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
-
-USERS = {
-    "user": [
-        {"name": "olga", "role": "operator", "password": "operator-pass", "token": "o" * 24},
-        {"name": "vic", "role": "viewer", "password": "viewer-pass"},
-    ],
-    "secret": "test-secret",
-}
+from tests.support.dashboard_fakes import REGISTRY, USERS, FakeReadings, FakeRejections, FakeStatuses, config
 
 
 @asynccontextmanager

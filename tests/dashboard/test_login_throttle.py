@@ -15,8 +15,7 @@ from dashboard import create_app
 from dashboard.config import ConfigError, DashboardConfig, ThrottleSection
 from dashboard.throttle import LoginThrottle, address_key, user_key
 from devices import Registry
-from tests.dashboard.fakes import REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
-from tests.dashboard.test_app import USERS
+from tests.support.dashboard_fakes import REGISTRY, USERS, FakeReadings, FakeRejections, FakeStatuses, config
 
 WRONG = "hunter2-guess"  # never to appear in a log line
 

@@ -20,7 +20,7 @@ from dashboard.alerts import Alert, Finding
 from dashboard.auth import Principal
 from dashboard.snapshot import BuildingView, Figures, Quality, Snapshot
 from devices import DeviceKind
-from tests.dashboard.fakes import NOW, device, district, gateway, snapshot
+from tests.support.dashboard_fakes import NOW, device, district, gateway, snapshot
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = '"><img src=x onerror=1>'

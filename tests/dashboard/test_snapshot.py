@@ -10,7 +10,7 @@ from aggregation.completeness import SeqAccount
 from dashboard.snapshot import Collector, local_midnight_ms
 from dashboard.sources import GatewayStatus, Latest, Registers, parse_status
 from devices import Registry
-from tests.dashboard.fakes import NOW, REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
+from tests.support.dashboard_fakes import NOW, REGISTRY, FakeReadings, FakeRejections, FakeStatuses, config
 
 MIDNIGHT = 1_789_938_000_000  # 2026-09-21T00:00+03:00 (Helsinki, summer time): NOW is 17:13:20 local
 MIN = 60_000

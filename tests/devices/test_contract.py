@@ -45,7 +45,7 @@ from gateway.service import Gateway, Timing, encode_message
 from gateway.spool import Spool, SpooledReading, encode_values
 from simulators.status import StatusEvent
 from simulators.status import encode_status as simulated_status
-from tests.gateway.gateway_support import FakePublisher, FixedClock, ListAdapter
+from tests.support.gateway_fakes import FakePublisher, FixedClock, ListAdapter
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract"
 VENDORED = CONTRACT / "vendor" / "asyncapi-3.0.0" / "asyncapi.json"

@@ -13,21 +13,20 @@ import pytest
 from devices.kinds import DeviceKind
 from devices.registry import Registry, RegistryError, demo_registry_path, gateway_devices
 from simulators.fleets import registry_toml, scalable_cities
-from tests.conftest import small_registry_toml
-from tests.simulators.conftest import FLEET_TOML
+from tests.support import registries
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _registry_files(tmp_path: Path) -> list[Path]:
-    """Every registry in the repository: the demo's, any TOML file with districts under simulators/, tests/ and
-    deploy/, and the registries the tests and the fleets write."""
+    """Every registry in the repository: the demo's, any TOML file with districts under simulators/, tests/
+    (tests/data) and deploy/, and the registries the tests and the fleets write."""
     files = [demo_registry_path()]
     for folder in ("simulators", "tests", "deploy"):
         files += [p for p in sorted((ROOT / folder).rglob("*.toml")) if "[[district]]" in p.read_text()]
     written = {
-        "conftest.toml": small_registry_toml("dx"),
-        "simulators_fleet.toml": FLEET_TOML.format(district="fx"),
+        "small.toml": registries.small_registry_toml("dx"),
+        "fleet.toml": registries.text("fleet", "fx"),
         "scalable_cities.toml": registry_toml(scalable_cities("sc", buildings=8, apartments=3, chargers=5)),
     }
     for name, text in written.items():
@@ -45,8 +44,9 @@ def test_every_gateway_of_every_registry_gets_what_the_full_registry_gives(tmp_p
             expected = tuple((d.id, d.kind) for d in full.devices_of_gateway(gateway_id))
             assert gateway_devices(path, gateway_id) == (district.id, expected), (path, gateway_id)
             compared += 1
-    # demo: 3 gateways; conftest: 2; simulators fleet: 2; scalable cities: one per building (8)
-    assert compared == 15
+    # demo: 3 gateways; tests/data: dashboard 2, fleet 2, replay_uk 1, small 2; the small registry and the fleet
+    # renamed as the tests write them: 2 + 2; scalable cities: one per building (8)
+    assert compared == 22
     assert gateway_devices(demo_registry_path(), "gw-b1")[1][0] == ("b1-em-main", DeviceKind.ELECTRICITY_METER)
 
 

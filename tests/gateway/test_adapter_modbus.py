@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_sink import T0, CollectingSink, read_expected
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -25,6 +24,7 @@ from gateway.adapters import AdapterContext, DeviceRef, build_adapter, parse_ada
 from gateway.adapters.modbus import DumpSource, ModbusAdapter
 from gateway.adapters.modbus.registers import Block, RegisterSpec, decode_value, load_map, plan_reads
 from gateway.errors import ConfigError
+from tests.support.adapter_sink import T0, CollectingSink, read_expected
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

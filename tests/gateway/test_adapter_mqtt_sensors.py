@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_sink import T0, CollectingSink
 
 from devices.kinds import DeviceKind
 from gateway.adapters import AdapterContext, DeviceRef, build_adapter, parse_adapter_config
 from gateway.adapters.mqtt_sensors import MqttSensorsAdapter
 from gateway.errors import ConfigError
+from tests.support.adapter_sink import T0, CollectingSink
 
 CASE = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "mqtt_sensors" / "testcases"
 CASE = CASE / "four_vendors_and_bad_payloads"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_sink import CollectingSink, read_expected
 
 from devices.kinds import KINDS, DeviceKind
 from gateway.adapters import AdapterContext, DeviceRef, build_adapter, parse_adapter_config
@@ -26,6 +25,7 @@ from gateway.adapters.ocpp.central import (
 )
 from gateway.errors import ConfigError
 from gateway.spool import ReadingClass, Spool
+from tests.support.adapter_sink import CollectingSink, read_expected
 
 CASE = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "ocpp" / "testcases" / "full_session"
 T0 = 1_790_000_000_000

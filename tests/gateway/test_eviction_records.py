@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from gateway_support import FakePublisher, FixedClock
 
 from devices.wire import Eviction, decode_eviction
 from gateway import spool as spool_module
@@ -20,6 +19,7 @@ from gateway.delivery import DeliveryPolicy
 from gateway.publisher import Will
 from gateway.service import Gateway, Timing
 from gateway.spool import Spool, SpoolLimits
+from tests.support.gateway_fakes import FakePublisher, FixedClock
 
 T0 = 1_790_000_000_000
 LIMITS = SpoolLimits(max_bytes=64 * 1024)

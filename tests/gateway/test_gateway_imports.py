@@ -58,7 +58,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_a_gateway_built_with_a_registry_and_the_simulated_adapter_imports_no_pydantic(tmp_path: Path) -> None:
     """Issue 4: pydantic costs a Pi ~12 MB of its 40 MB budget; the gateway's config, registry reader and
     adapters are dataclasses loaded by `devices.tables`, so none of it may come back through an import."""
-    from tests.conftest import small_registry_toml
+    from tests.support.registries import small_registry_toml
 
     (tmp_path / "registry.toml").write_text(small_registry_toml("imp"))
     (tmp_path / "gateway.toml").write_text(

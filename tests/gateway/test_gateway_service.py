@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from gateway_support import FakePublisher, FixedClock, ListAdapter
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from gateway.delivery import DeliveryPolicy
 from gateway.publisher import Will
 from gateway.service import Gateway, Timing, consecutive_run, encode_message
 from gateway.spool import Spool, SpooledReading, encode_values
+from tests.support.gateway_fakes import FakePublisher, FixedClock, ListAdapter
 
 T0 = 1_790_000_000_000
 FAST = Timing(commit_interval_s=0.005, publish_interval_s=0.005, heartbeat_interval_s=3600, drain_timeout_s=1)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ocpp_gateway import TAG, OcppGateway, boot, charger, meter, spooled, start, status, stop
 
 from gateway.spool import ReadingClass
+from tests.support.ocpp_gateway import TAG, OcppGateway, boot, charger, meter, spooled, start, status, stop
 
 ocpp_exceptions = pytest.importorskip("ocpp.exceptions")
 

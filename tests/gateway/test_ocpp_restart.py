@@ -15,10 +15,21 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from ocpp_gateway import TAG, OcppGateway, boot, charger, committed_cursor, meter, spooled, start, status, stop
 
 from gateway.adapters.ocpp.central import TX_EPOCH_S
 from gateway.spool import ReadingClass
+from tests.support.ocpp_gateway import (
+    TAG,
+    OcppGateway,
+    boot,
+    charger,
+    committed_cursor,
+    meter,
+    spooled,
+    start,
+    status,
+    stop,
+)
 
 T0 = 1_800_000_000_000
 E, R = ReadingClass.EVENT, ReadingClass.REGISTER

@@ -17,8 +17,10 @@ from devices import Reading, Registry, encode_batch, readings_topic, units_for
 from ingest import IngestSettings, IngestStats, Pipeline
 from ingest.mqtt import MqttConfig
 from storage.lineprotocol import encode_readings
-from tests.ingest.support import FakeSource, FakeWriter, em_values, wait_until
-from tests.ingest.test_fastpath import EM, FAST, NOW, TOPICS, base_doc, check, mutated, slow_lines
+from tests.support.fastpath_contract import EM, FAST, NOW, TOPICS, base_doc, check, mutated, slow_lines
+from tests.support.ingest_fakes import FakeSource, FakeWriter
+from tests.support.readings import em_values
+from tests.support.waiting import wait_until
 
 UNITS = units_for("electricity_meter")
 
@@ -72,7 +74,7 @@ clock_values = st.one_of(
 
 @st.composite
 def mutated_with_clock(draw: st.DrawFn) -> tuple[str, bytes]:
-    """The mutations of tests/ingest/test_fastpath.py, plus a `clock` field set (mostly to the valid value),
+    """The mutations of tests/support/fastpath_contract.py, plus a `clock` field set (mostly to the valid value),
     sometimes after the payload was otherwise broken."""
     topic, payload = draw(mutated())
     try:

@@ -14,7 +14,9 @@ from devices import Registry
 from ingest import IngestSettings, IngestStats, Pipeline
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.mqtt import MqttConfig
-from tests.ingest.support import FakeSource, FakeWriter, em_messages, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter
+from tests.support.readings import em_messages
+from tests.support.waiting import wait_until
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

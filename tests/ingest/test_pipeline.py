@@ -11,7 +11,9 @@ import pytest
 
 from devices import Registry
 from ingest import IngestStats, Pipeline, Quarantine
-from tests.ingest.support import FakeSource, FakeWriter, em_messages, fake_pipeline, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter, fake_pipeline
+from tests.support.readings import em_messages
+from tests.support.waiting import wait_until
 
 
 def _pipeline(
@@ -157,7 +159,7 @@ async def test_a_refused_line_maps_back_to_its_reading_around_readings_validatio
     import math
 
     from devices import encode_batch, readings_topic, units_for
-    from tests.ingest.support import T0, em_values
+    from tests.support.readings import T0, em_values
 
     readings = [(T0 + i * 1000, em_values(i)) for i in range(6)]
     readings[2] = (readings[2][0], {**readings[2][1], "power": math.nan})

@@ -16,7 +16,9 @@ from devices.validation import TOO_LARGE_KEPT_BYTES
 from devices.wire import MAX_MESSAGE_BYTES
 from ingest import IngestSettings, IngestStats, Pipeline, Quarantine
 from ingest.mqtt import MqttConfig
-from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter
+from tests.support.readings import T0, em_messages
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

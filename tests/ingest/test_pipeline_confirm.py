@@ -16,7 +16,9 @@ from devices import Registry, encode_batch, readings_topic, units_for
 from devices.wire import decode_confirm, merge_ranges
 from ingest import IngestStats, Pipeline
 from ingest.mqtt import Message, MqttConfig
-from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, fake_pipeline, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter, fake_pipeline
+from tests.support.readings import T0, em_messages, em_values
+from tests.support.waiting import wait_until
 
 
 def _pipeline(

@@ -11,7 +11,9 @@ from devices.backoff import FULL, Backoff
 from ingest import IngestSettings, IngestStats, Pipeline
 from ingest.mqtt import MqttConfig
 from storage.errors import SinkUnavailable
-from tests.ingest.support import FakeSource, em_messages, wait_until
+from tests.support.ingest_fakes import FakeSource
+from tests.support.readings import em_messages
+from tests.support.waiting import wait_until
 
 
 def test_the_ceiling_doubles_up_to_the_maximum() -> None:

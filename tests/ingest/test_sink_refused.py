@@ -21,10 +21,10 @@ from ingest.mqtt import MqttConfig
 from storage.errors import SinkRefused, SinkRejected, SinkUnavailable
 from storage.influx import InfluxConfig, InfluxV1
 from storage.influx2 import InfluxV2
-from tests.ingest.support import FakeSource, FakeWriter, em_messages, wait_until
-from tests.storage.test_http1 import BODY, Reply, answer, scripted_server
-from tests.storage.test_influx2 import FakeInflux, _v2
-from tests.storage.test_influx2 import server as server  # the fixture
+from tests.support.influx_servers import BODY, FakeInflux, Reply, answer, influx2_config, scripted_server
+from tests.support.ingest_fakes import FakeSource, FakeWriter
+from tests.support.readings import em_messages
+from tests.support.waiting import wait_until
 
 
 def _json(status: str, body: bytes, *extra: str) -> Reply:
@@ -142,10 +142,10 @@ async def test_v1_prepare_tolerates_a_writer_that_may_not_create_databases_but_n
     ids=["401", "403", "404"],
 )
 async def test_v2_refusals_are_sink_refused(
-    server: FakeInflux, status: int, body: bytes, reason: str, message: str
+    influx2_server: FakeInflux, status: int, body: bytes, reason: str, message: str
 ) -> None:
-    server.replies = [(status, {"Content-Type": "application/json"}, body)]
-    writer = InfluxV2(_v2(server.url))
+    influx2_server.replies = [(status, {"Content-Type": "application/json"}, body)]
+    writer = InfluxV2(influx2_config(influx2_server.url))
     try:
         with pytest.raises(SinkRefused) as refused:
             await writer.write(BODY)

@@ -13,7 +13,7 @@ import pytest
 
 from districtpulse.config import Endpoints
 from districtpulse.services import down, up
-from tests.ingest.support import private_endpoints
+from tests.support.services import private_endpoints
 
 _HERE = Path(__file__).parent
 

@@ -15,7 +15,7 @@ from devices import Registry, demo_registry_path
 from districtpulse.config import Endpoints
 from simulators import DistrictSimulator, Message
 from storage.influx import InfluxConfig, InfluxV1
-from tests.integration.aggregate_helpers import write_messages
+from tests.support.influx_writes import write_messages
 
 DAY = date(2026, 11, 20)
 

@@ -18,21 +18,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from delivery_support import check_all_stored, gateway_process, last_status
-
 from devices.kinds import DeviceKind
 from districtpulse.config import Endpoints
 from districtpulse.services import status
 from gateway.adapters.base import DeviceRef
 from gateway.adapters.simulated import values_fn
-from tests.conftest import small_registry_toml
-from tests.ingest.support import (
-    influx_query,
-    ingest_process,
-    start_services,
-    stop_service,
-    unique,
-)
+from tests.support.delivery import check_all_stored, gateway_process, last_status
+from tests.support.ingest import ingest_process
+from tests.support.registries import small_registry_toml, unique
+from tests.support.services import influx_query, start_services, stop_service
 
 
 def _pid(endpoints: Endpoints, name: str) -> int:

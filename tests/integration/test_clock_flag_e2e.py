@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway_mqtt import clear_retained
-
 from devices import KINDS, Registry
 from districtpulse.config import Endpoints
 from gateway import BrokerConfig, Publisher
@@ -23,7 +21,8 @@ from gateway.publisher import Will
 from gateway.service import Gateway, OnAck, Subscriptions, Timing
 from gateway.spool import Spool
 from ingest import Quarantine
-from tests.gateway.test_clock_flag_gateway import PHASES, PhasedAdapter, ScriptedTime
+from tests.support.clock_script import PHASES, PhasedAdapter, ScriptedTime
+from tests.support.gateway_mqtt import clear_retained
 from tests.support.ingest import RunningIngest, running_ingest
 
 

@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 import httpx
-from delivery_support import gateway_process, last_status, stored
-from gateway_mqtt import spooled_counters
 
 from aggregation.completeness import SeqAccount
 from aggregation.jobs.accounts import seq_accounts
 from districtpulse.config import Endpoints
 from storage.influx import InfluxConfig, InfluxV1
-from tests.conftest import small_registry_toml
-from tests.ingest.support import influx_query, ingest_process, unique
+from tests.support.delivery import gateway_process, last_status, stored
+from tests.support.gateway_mqtt import spooled_counters
+from tests.support.ingest import ingest_process
+from tests.support.registries import small_registry_toml, unique
+from tests.support.services import influx_query
 
 SMALL_SPOOL = 64 * 1024  # the smallest bound: a few hundred readings
 

@@ -22,7 +22,7 @@ from devices.topics import readings_topic, status_topic
 from districtpulse.config import Endpoints
 from gateway import BrokerConfig, Publisher
 from storage.quarantine import Quarantine, QuarantineEntry
-from tests.dashboard.threads import DashboardThread
+from tests.support.server_threads import DashboardThread
 
 REGISTRY = """
 [[district]]

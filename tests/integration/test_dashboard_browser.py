@@ -23,8 +23,8 @@ import pytest
 from dashboard import DashboardConfig
 from devices import Registry
 from districtpulse.config import Endpoints
-from tests.dashboard.live import LiveDistrict, registry_toml
-from tests.dashboard.threads import DashboardThread, IngestThread
+from tests.support.live_district import LiveDistrict, registry_toml
+from tests.support.server_threads import DashboardThread, IngestThread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

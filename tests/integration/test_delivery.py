@@ -18,16 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from delivery_support import check_all_stored, gateway_process, last_status, wait_for_spool
-
 from districtpulse.config import Endpoints
-from tests.conftest import small_registry_toml
-from tests.ingest.support import (
-    ingest_process,
-    start_services,
-    stop_service,
-    unique,
-)
+from tests.support.delivery import check_all_stored, gateway_process, last_status, wait_for_spool
+from tests.support.ingest import ingest_process
+from tests.support.registries import small_registry_toml, unique
+from tests.support.services import start_services, stop_service
 
 
 def test_a_broker_killed_while_ingest_is_down_loses_nothing(private: Endpoints, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import socket
 import threading
 from pathlib import Path
 
-from gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -18,6 +17,7 @@ from devices import BATCH_ADAPTER
 from districtpulse.config import Endpoints
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
+from tests.support.gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
 
 CASES = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "modbus" / "testcases"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from gateway_mqtt import GatewayThread, Recorder, clear_retained
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import BATCH_ADAPTER
@@ -21,6 +20,7 @@ from districtpulse.config import Endpoints
 from gateway.adapters import AdapterContext, build_adapter, parse_adapter_config
 from gateway.adapters.mqtt_sensors import MqttSensorsAdapter
 from gateway.config import GatewayConfig
+from tests.support.gateway_mqtt import GatewayThread, Recorder, clear_retained
 from tests.support.net import TcpProxy as Proxy
 
 CASE = Path(__file__).resolve().parents[2] / "gateway" / "adapters" / "mqtt_sensors" / "testcases"

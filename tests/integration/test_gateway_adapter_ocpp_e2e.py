@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
 
 from devices import BATCH_ADAPTER
 from districtpulse.config import Endpoints
 from gateway.adapters.ocpp import OcppAdapter
 from gateway.adapters.ocpp.central import camel_to_snake
 from gateway.config import GatewayConfig
+from tests.support.gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
 
 ocpp_v16 = pytest.importorskip("ocpp.v16")
 websockets_client = pytest.importorskip("websockets.asyncio.client")

@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
-
 from districtpulse.config import Endpoints
+from tests.support.gateway_mqtt import Recorder, check_delivery, clear_retained, spooled_counters
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
-
 from districtpulse.config import Endpoints
 from gateway.config import GatewayConfig
+from tests.support.gateway_mqtt import GatewayThread, Recorder, check_delivery, clear_retained, spooled_counters
 from tests.support.net import TcpProxy as Proxy
 
 CONFIG = """

@@ -32,18 +32,12 @@ from devices.wire import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES, MAX_SEQ
 from districtpulse.config import Endpoints
 from ingest import IngestStats, Pipeline, Quarantine
 from ingest.mqtt import MqttSource
-from tests.ingest.support import (
-    T0,
-    Publishing,
-    count_points,
-    drop_database,
-    em_messages,
-    em_values,
-    ingest_settings,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_settings
+from tests.support.readings import T0, em_messages, em_values
+from tests.support.registries import unique, write_registry
+from tests.support.services import count_points, drop_database
+from tests.support.waiting import wait_until
 
 
 @dataclass

@@ -13,15 +13,12 @@ import subprocess
 from pathlib import Path
 
 from districtpulse.config import Endpoints
-from tests.ingest.support import (
-    Publishing,
-    count_points,
-    em_messages,
-    ingest_process,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_process
+from tests.support.readings import em_messages
+from tests.support.registries import unique, write_registry
+from tests.support.services import count_points
+from tests.support.waiting import wait_until
 
 READINGS = 30_000
 
@@ -62,6 +59,6 @@ def test_kill_9_of_the_consumer_mid_stream_then_restart_stores_every_reading_onc
 
 
 def _seq_rows(endpoints: Endpoints) -> list[dict[str, object]]:
-    from tests.ingest.support import influx_query
+    from tests.support.services import influx_query
 
     return influx_query(endpoints, "kill", 'SELECT "seq" FROM "electricity"')

@@ -10,18 +10,12 @@ from pathlib import Path
 
 from districtpulse.config import Endpoints
 from ingest import IngestStats, MqttSource, Pipeline
-from tests.ingest.support import (
-    Publishing,
-    count_points,
-    em_messages,
-    ingest_process,
-    ingest_settings,
-    start_services,
-    stop_service,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_process, ingest_settings
+from tests.support.readings import em_messages
+from tests.support.registries import unique, write_registry
+from tests.support.services import count_points, start_services, stop_service
+from tests.support.waiting import wait_until
 
 CAP = 500
 RECEIVE_MAXIMUM = 20

@@ -17,16 +17,12 @@ import httpx
 from devices import encode_batch, readings_topic, units_for
 from districtpulse.config import Endpoints
 from ingest import IngestStats, Pipeline, Quarantine
-from tests.ingest.support import (
-    Publishing,
-    drop_database,
-    em_values,
-    influx_query,
-    ingest_settings,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_settings
+from tests.support.readings import em_values
+from tests.support.registries import unique, write_registry
+from tests.support.services import drop_database, influx_query
+from tests.support.waiting import wait_until
 
 CONFLICTING = {3, 11, 17}  # readings that carry `voltage`, which the database already has as a string
 TOO_OLD = {5, 6}  # readings two hours old, outside the one-hour retention policy

@@ -13,20 +13,12 @@ from pathlib import Path
 from devices import encode_batch, readings_topic, units_for
 from districtpulse.config import Endpoints
 from ingest import IngestStats, Pipeline, Quarantine
-from tests.conftest import small_registry_toml
-from tests.ingest.support import (
-    T0,
-    Publishing,
-    count_points,
-    drop_database,
-    em_messages,
-    em_values,
-    influx_query,
-    ingest_settings,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_settings
+from tests.support.readings import T0, em_messages, em_values
+from tests.support.registries import small_registry_toml, unique, write_registry
+from tests.support.services import count_points, drop_database, influx_query
+from tests.support.waiting import wait_until
 
 NEW_DEVICE = """
       [[district.building.gateway.device]]

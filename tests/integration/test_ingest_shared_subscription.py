@@ -13,16 +13,12 @@ from pathlib import Path
 from devices import shared_readings_filter
 from districtpulse.config import Endpoints
 from ingest import IngestStats, Pipeline
-from tests.ingest.support import (
-    Publishing,
-    count_points,
-    drop_database,
-    em_messages,
-    ingest_settings,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_settings
+from tests.support.readings import em_messages
+from tests.support.registries import unique, write_registry
+from tests.support.services import count_points, drop_database
+from tests.support.waiting import wait_until
 
 MESSAGES, PER_MESSAGE = 2000, 10
 

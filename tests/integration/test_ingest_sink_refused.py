@@ -16,17 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from districtpulse.config import Endpoints
 from ingest import IngestStats, Pipeline
 from ingest.metrics import IngestMetrics, serve_metrics
-from tests.ingest.support import (
-    Publishing,
-    count_points,
-    drop_database,
-    em_messages,
-    influx_query,
-    ingest_settings,
-    unique,
-    wait_until,
-    write_registry,
-)
+from tests.support.gateway_mqtt import Publishing
+from tests.support.ingest import ingest_settings
+from tests.support.readings import em_messages
+from tests.support.registries import unique, write_registry
+from tests.support.services import count_points, drop_database, influx_query
+from tests.support.waiting import wait_until
 
 
 def _metric(port: int, name: str, **labels: str) -> float:

@@ -30,7 +30,7 @@ from simulators import Message
 from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
 from storage.influx import InfluxConfig, InfluxV1
-from tests.integration.aggregate_helpers import write_messages
+from tests.support.influx_writes import write_messages
 
 RETROFIT = date(2025, 1, 1)
 BASELINE_FIRST = RETROFIT - timedelta(days=365)  # 2024-01-02: CalTRACK's 365 days before the retrofit

@@ -1,4 +1,5 @@
-"""`districtpulse services`: the project's own Mosquitto and InfluxDB.
+"""`districtpulse services`: the project's own Mosquitto and InfluxDB, started, stopped and restarted for real
+(what needs no running service is in tests/districtpulse/test_services_offline.py).
 
 The lifecycle test runs a second, private instance (temporary state dir, free ports) so that it can stop
 and restart it without disturbing the shared instance that the other integration tests use.
@@ -11,14 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devices.wire import MAX_PACKET_BYTES
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.services import (
@@ -26,15 +25,11 @@ from districtpulse.services import (
     ServiceStatus,
     down,
     layout,
-    processes,
-    render_influxdb_conf,
-    render_mosquitto_conf,
     status,
     up,
-    wait_ready,
 )
 from tests.support.net import free_influx_port as _free_influx_port
-from tests.support.net import free_port as _free_port
+from tests.support.services import private_endpoints, process_gone, services_env
 
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp prints it
 TCP_LISTEN = "0A"
@@ -52,42 +47,12 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _private_endpoints(state_dir: Path) -> Endpoints:
-    return Endpoints.from_env(
-        {
-            "DP_MQTT_PORT": str(_free_port()),
-            "DP_INFLUX_PORT": str(_free_influx_port()),
-            "DP_INFLUX_DB": "lifecycle",
-            "DP_STATE_DIR": str(state_dir),
-        }
-    )
-
-
-def _env_for(endpoints: Endpoints) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DP_MQTT_PORT": str(endpoints.mqtt_port),
-        "DP_INFLUX_PORT": str(endpoints.influx_port),
-        "DP_INFLUX_DB": endpoints.influx_db,
-        "DP_STATE_DIR": str(endpoints.state_dir),
-    }
-
-
 def _by_name(statuses: list[ServiceStatus]) -> dict[str, ServiceStatus]:
     return {s.name: s for s in statuses}
 
 
 def _pids(endpoints: Endpoints) -> dict[str, int | None]:
     return {s.name: s.pid for s in status(endpoints)}
-
-
-def _process_gone(pid: int) -> bool:
-    """Gone or a zombie: where init does not reap orphans, a stopped service lingers in /proc as state Z."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def _listening_addresses(port: int) -> set[tuple[str, str]]:
@@ -129,80 +94,11 @@ def _count(endpoints: Endpoints, measurement: str) -> int:
 @pytest.fixture
 def private_instance(tmp_path: Path) -> Iterator[Endpoints]:
     """A second instance, stopped at the end whatever happens (the test stops it itself on success)."""
-    endpoints = _private_endpoints(tmp_path / "state")
+    endpoints = private_endpoints(tmp_path / "state", "lifecycle")
     try:
         yield endpoints
     finally:
         down(endpoints, log=lambda _: None)
-
-
-# --- unit tests: no services ---------------------------------------------------------------------------
-
-
-def test_rendered_mosquitto_conf_binds_loopback_only(tmp_path: Path) -> None:
-    endpoints = _private_endpoints(tmp_path / "state")
-    text = render_mosquitto_conf(endpoints)
-    directives = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-    assert f"listener {endpoints.mqtt_port} 127.0.0.1" in directives
-    assert [line for line in directives if line.startswith("listener")] == [f"listener {endpoints.mqtt_port} 127.0.0.1"]
-    assert "0.0.0.0" not in text
-    assert "$" not in text  # every template placeholder was substituted
-    assert "allow_anonymous true" in directives
-    assert "max_queued_messages 200000" in directives
-    assert "max_inflight_messages 1000" in directives
-    assert f"max_packet_size {MAX_PACKET_BYTES}" in directives  # a message and its topic and headers
-    state = str(endpoints.state_dir)
-    assert f"persistence_location {state}/mosquitto/data/" in directives
-    assert f"log_dest file {state}/mosquitto/mosquitto.log" in directives
-    assert any(line.startswith("user ") for line in directives)
-
-
-def test_rendered_influxdb_conf_binds_loopback_only(tmp_path: Path) -> None:
-    endpoints = _private_endpoints(tmp_path / "state")
-    text = render_influxdb_conf(endpoints)
-    config = tomllib.loads(text)
-
-    assert "0.0.0.0" not in text
-    assert config["bind-address"] == f"127.0.0.1:{endpoints.influx_port + 1}"
-    assert config["http"]["bind-address"] == f"127.0.0.1:{endpoints.influx_port}"
-    bind_lines = [line.strip() for line in text.splitlines() if line.strip().startswith("bind-address")]
-    assert len(bind_lines) == 2
-    assert all(line.startswith('bind-address = "127.0.0.1:') for line in bind_lines)
-    home = endpoints.state_dir / "influxdb"
-    assert config["meta"]["dir"] == str(home / "meta")
-    assert config["data"]["dir"] == str(home / "data")
-    assert config["data"]["wal-dir"] == str(home / "wal")
-    assert config["reporting-disabled"] is True
-    assert config["http"]["log-enabled"] is False
-    assert config["monitor"]["store-enabled"] is False
-
-
-def test_up_refuses_a_non_loopback_host(tmp_path: Path) -> None:
-    endpoints = Endpoints.from_env({"DP_MQTT_HOST": "192.0.2.10", "DP_STATE_DIR": str(tmp_path)})
-    with pytest.raises(ServiceError, match="DP_MQTT_HOST"):
-        up(endpoints, install=False, log=lambda _: None)
-
-
-def test_wait_ready_times_out_with_a_clear_error(tmp_path: Path) -> None:
-    endpoints = _private_endpoints(tmp_path / "state")
-    with pytest.raises(ServiceError, match=r"(?s)not ready after 0.5 s.*mosquitto on 127\.0\.0\.1.*Connection refused"):
-        wait_ready(endpoints, timeout=0.5)
-
-
-def test_status_cli_exits_3_when_not_running(tmp_path: Path) -> None:
-    endpoints = _private_endpoints(tmp_path / "state")
-    result = subprocess.run(
-        [sys.executable, "-m", "districtpulse.services", "status"],
-        env=_env_for(endpoints),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 3, result.stderr
-    assert "mosquitto" in result.stdout
-    assert "down" in result.stdout
 
 
 # --- with services -------------------------------------------------------------------------------------
@@ -254,7 +150,7 @@ def test_lifecycle_of_a_private_instance(endpoints: Endpoints, private_instance:
     # the CLI glue sees the same
     cli = subprocess.run(
         [sys.executable, "-m", "districtpulse.services", "status"],
-        env=_env_for(private),
+        env=services_env(private),
         capture_output=True,
         text=True,
         timeout=60,
@@ -276,7 +172,7 @@ def test_lifecycle_of_a_private_instance(endpoints: Endpoints, private_instance:
     down(private, log=lambda _: None)
     for pid in pids.values():
         assert pid is not None
-        assert _process_gone(pid), pid
+        assert process_gone(pid), pid
     assert not any(s.running for s in status(private))
     assert not list(private.state_dir.rglob("*.pid"))
     shared = _by_name(status(endpoints))
@@ -302,38 +198,6 @@ def test_lifecycle_of_a_private_instance(endpoints: Endpoints, private_instance:
 
     down(private, log=lambda _: None)
     assert not any(s.running for s in status(private))
-
-
-def test_up_installs_missing_binaries_with_apt_and_reports_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[list[str], dict[str, str]]] = []
-
-    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        env = kwargs.get("env")
-        assert isinstance(env, dict)
-        calls.append((command, env))
-        return subprocess.CompletedProcess(command, 100 if "install" in command else 0)
-
-    monkeypatch.setattr(processes, "_find_binary", lambda name: None)
-    monkeypatch.setattr(processes.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(processes.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(processes.subprocess, "run", fake_run)
-
-    with pytest.raises(ServiceError, match=r"apt-get install .* failed with exit code 100"):
-        up(_private_endpoints(tmp_path / "state"), log=lambda _: None)
-
-    assert [command for command, _ in calls] == [
-        ["sudo", "apt-get", "update"],
-        ["sudo", "apt-get", "install", "-y", "--no-install-recommends", "mosquitto", "influxdb"],
-    ]
-    assert all(env["DEBIAN_FRONTEND"] == "noninteractive" for _, env in calls)
-
-
-def test_up_without_install_names_the_missing_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processes, "_find_binary", lambda name: None if name == "influxd" else "/x/mosquitto")
-    with pytest.raises(ServiceError, match="not installed: influxd"):
-        up(_private_endpoints(tmp_path / "state"), install=False, log=lambda _: None)
 
 
 def test_up_shows_the_log_tail_when_a_service_dies_at_startup(

@@ -13,13 +13,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from gateway_mqtt import clear_retained
 
 from districtpulse.config import Endpoints
 from simulators import Cadence, FaultConfig, SimConfig, Simulation, load_truth
 from simulators.publish import publish
-from tests.simulators.conftest import fleet_registry
-from tests.simulators.harness import Ingest, running_ingest
+from tests.support.gateway_mqtt import clear_retained
+from tests.support.registries import fleet_registry
+from tests.support.sim_ingest import Ingest, running_ingest
 
 
 @pytest.fixture

@@ -17,20 +17,21 @@ from devices import Registry
 from districtpulse.config import Endpoints
 from simulators.publish import publish
 from simulators.replay import Target, read_files, to_messages
-from tests.simulators.harness import Ingest, running_ingest
-from tests.simulators.test_replay import DATA, REGISTRY
+from tests.support import registries
+from tests.support.sim_ingest import Ingest, running_ingest
+from tests.support.simulation import RECORDED
 
 
 @pytest.fixture
 async def ingest(endpoints: Endpoints, tmp_path: Path) -> AsyncIterator[Ingest]:
     district = "r" + uuid.uuid4().hex[:10]
-    toml = REGISTRY.replace('id = "uk"', f'id = "{district}"', 1)
+    toml = registries.text("replay_uk").replace('id = "uk"', f'id = "{district}"', 1)
     async with running_ingest(endpoints, Registry.from_toml(toml), tmp_path) as harness:
         yield harness
 
 
 async def test_recorded_meters_replayed_through_the_gateway_publisher_are_stored_exactly(ingest: Ingest) -> None:
-    electricity, temperature = DATA / "uk-electricity-hourly-sample-0.csv", DATA / "uk-tempC-sample-0.csv"
+    electricity, temperature = RECORDED / "uk-electricity-hourly-sample-0.csv", RECORDED / "uk-tempC-sample-0.csv"
     rows = read_files(
         [electricity, temperature],
         {

@@ -10,15 +10,14 @@ import uuid
 from datetime import date
 from typing import Any
 
-from gateway_mqtt import Recorder, clear_retained
-
 from dashboard.snapshot import gateway_view
 from dashboard.sources import parse_status
 from districtpulse.config import Endpoints
 from simulators import Cadence, FaultConfig, SimConfig, Simulation, StatusEvent
 from simulators.publish import publish
 from simulators.status import REASON_CONNECTION_LOST, REASON_SHUTDOWN
-from tests.simulators.conftest import fleet_registry
+from tests.support.gateway_mqtt import Recorder, clear_retained
+from tests.support.registries import fleet_registry
 
 
 def test_statuses_are_published_retained_and_the_shutdown_stays_after_the_run(endpoints: Endpoints) -> None:

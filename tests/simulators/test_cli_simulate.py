@@ -11,7 +11,7 @@ from devices import DeviceKind, Registry
 from simulators import SimConfig, load_truth
 from simulators.cli import heartbeat_s
 from simulators.fleets import SCALABLE_CITIES_CADENCES, registry_toml, scalable_cities
-from tests.simulators.conftest import WINTER, run
+from tests.support.simulation import WINTER, run
 
 ROOT = Path(__file__).resolve().parents[2]
 

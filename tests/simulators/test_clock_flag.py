@@ -12,7 +12,8 @@ from typing import Any
 from devices import validate_message
 from devices.wire import CLOCK_UNSYNCED
 from simulators import Cadence, FaultConfig, SimConfig
-from tests.simulators.conftest import fleet_registry, run
+from tests.support.registries import fleet_registry
+from tests.support.simulation import run
 
 NOW = 1_900_000_000_000
 

@@ -14,7 +14,8 @@ import pytest
 from devices import Registry, validate_message
 from simulators import Cadence, FaultConfig, GatewayEvent, SimConfig
 from simulators.config import FAULT_NAMES
-from tests.simulators.conftest import Collected, fleet_registry, run
+from tests.support.registries import fleet_registry
+from tests.support.simulation import Collected, run
 
 NOW = 1_900_000_000_000
 START = date(2026, 2, 2)

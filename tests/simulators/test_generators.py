@@ -17,7 +17,7 @@ import pytest
 from devices import DeviceKind, Registry, validate_message
 from simulators import Cadence, SimConfig, Simulation
 from simulators.models.heat import HOT_WATER_KWH_M2A, UA_W_M2K
-from tests.simulators.conftest import SUMMER, WINTER, Collected, run
+from tests.support.simulation import SUMMER, WINTER, Collected, run
 
 NOW = 1_900_000_000_000
 QUARTER_HOURLY = Cadence(900, 3600)

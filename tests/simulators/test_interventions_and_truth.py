@@ -11,7 +11,8 @@ import pytest
 
 from devices import Registry
 from simulators import Cadence, Intervention, SimConfig, load_truth
-from tests.simulators.conftest import fleet_registry, run
+from tests.support.registries import fleet_registry
+from tests.support.simulation import run
 
 START = date(2026, 2, 2)
 RETROFIT = START + timedelta(days=4)

@@ -27,33 +27,13 @@ from simulators.replay import (
     to_messages,
     write_long,
 )
+from tests.support import registries
 
 DATA = Path(__file__).parent / "data"
 UTC_ZONE = ZoneInfo("UTC")
 ROOT = Path(__file__).resolve().parents[2]
 
-REGISTRY = """
-[[district]]
-id = "{district}"
-timezone = "Europe/London"
-  [[district.building]]
-  id = "uk-house0"
-  floor_area_m2 = 90
-    [[district.building.gateway]]
-    id = "uk-gw0"
-      [[district.building.gateway.device]]
-      id = "uk0-em"
-      kind = "electricity_meter"
-      commissioned = 2010-01-01T00:00:00Z
-      [[district.building.gateway.device]]
-      id = "uk1-em"
-      kind = "electricity_meter"
-      commissioned = 2010-01-01T00:00:00Z
-      [[district.building.gateway.device]]
-      id = "uk0-ws"
-      kind = "weather_station"
-      commissioned = 2010-01-01T00:00:00Z
-""".replace("{district}", "uk")
+REGISTRY = registries.text("replay_uk")
 
 
 def csv_values(path: Path, column: str) -> list[str]:

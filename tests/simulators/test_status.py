@@ -27,7 +27,8 @@ from simulators import (
 )
 from simulators.publish import _will
 from simulators.status import REASON_CONNECTION_LOST, REASON_SHUTDOWN
-from tests.simulators.conftest import fleet_registry, run
+from tests.support.registries import fleet_registry
+from tests.support.simulation import run
 
 T0 = 1_790_000_000_000
 INTERVAL_MS = 900_000

@@ -6,86 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import pytest
 
 from storage.errors import SinkRejected, SinkUnavailable
 from storage.http1 import MAX_RESPONSE_BYTES, Http1Client, HttpUnavailable
 from storage.influx import InfluxConfig, InfluxV1
-
-BODY = b"electricity,district=d,building=b,device=em energy_import=1000.25,seq=1i 1790000000000\n" * 2000
-NO_CONTENT = b"HTTP/1.1 204 No Content\r\nX-Influxdb-Version: 1.6.7\r\n\r\n"
-
-
-@dataclass
-class Request:
-    connection: int
-    head: list[str]
-    body: bytes
-
-    @property
-    def target(self) -> str:
-        return self.head[0].split(" ")[1]
-
-    def header(self, name: str) -> str | None:
-        for line in self.head[1:]:
-            key, _, value = line.partition(":")
-            if key.strip().lower() == name:
-                return value.strip()
-        return None
-
-
-#: What the server does with a request: the bytes to answer, then whether to close the connection.
-Reply = Callable[[Request], tuple[bytes, bool]]
-
-
-@dataclass
-class Server:
-    replies: list[Reply] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    connections: int = 0
-    url: str = ""
-
-
-@asynccontextmanager
-async def scripted_server() -> AsyncIterator[Server]:
-    server = Server()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server.connections += 1
-        number = server.connections
-        try:
-            while True:
-                raw = await reader.readuntil(b"\r\n\r\n")
-                head = raw.decode("latin-1").split("\r\n")[:-2]
-                request = Request(number, head, b"")
-                length = int(request.header("content-length") or 0)
-                request.body = await reader.readexactly(length)
-                server.requests.append(request)
-                reply = server.replies.pop(0) if server.replies else (lambda _r: (NO_CONTENT, False))
-                data, close = reply(request)
-                writer.write(data)
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    tcp = await asyncio.start_server(handle, "127.0.0.1", 0)
-    server.url = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
-    try:
-        yield server
-    finally:
-        tcp.close()
-
-
-def answer(data: bytes, *, close: bool = False) -> Reply:
-    return lambda _r: (data, close)
+from tests.support.influx_servers import BODY, NO_CONTENT, answer, scripted_server
 
 
 async def test_writes_reuse_one_connection_and_send_path_query_headers_and_body_intact() -> None:

@@ -1,13 +1,8 @@
-"""InfluxDB 2.x writer (influxdb-client) and version detection, against a small HTTP server in the test that
-checks every request: path, org, bucket, precision, token and body. (2.x cannot be installed here.)"""
+"""InfluxDB 2.x writer (influxdb-client) and version detection, against a fake InfluxDB on loopback (the
+`influx2_server` fixture, tests/support/influx_servers.py) that checks every request: path, org, bucket, precision,
+token and body. (2.x cannot be installed here.)"""
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -15,6 +10,7 @@ from storage.errors import SinkRejected, SinkUnavailable
 from storage.influx import InfluxConfig, InfluxV1
 from storage.influx2 import InfluxV2
 from storage.writers import AutoWriter, major_version, open_writer
+from tests.support.influx_servers import FakeInflux, influx2_config
 
 BODY = (
     b"electricity,district=d,building=b,device=em energy_import=1000.25,power=900.0,seq=1i 1790000000000\n"
@@ -22,78 +18,8 @@ BODY = (
 )
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeInflux:
-    version: str
-    requests: list[Recorded] = field(default_factory=list)
-    #: responses for write requests, in order: (status, headers, body); then 204
-    replies: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-
-@pytest.fixture
-def server() -> Iterator[FakeInflux]:
-    fake = FakeInflux(version="v2.7.11")
-
-    class Handler(BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            parts = urlsplit(self.path)
-            fake.requests.append(
-                Recorded(self.command, parts.path, parse_qs(parts.query), dict(self.headers), self.rfile.read(length))
-            )
-
-        def do_GET(self) -> None:
-            self._record()
-            self.send_response(204)
-            self.send_header("X-Influxdb-Version", fake.version)
-            self.end_headers()
-
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-        def do_POST(self) -> None:
-            self._record()
-            if self.path.startswith("/query"):  # 1.x: CREATE DATABASE
-                status, headers, body = 200, {"Content-Type": "application/json"}, b'{"results":[{"statement_id":0}]}'
-            else:
-                status, headers, body = fake.replies.pop(0) if fake.replies else (204, {}, b"")
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _v2(url: str, version: str = "2") -> InfluxConfig:
-    return InfluxConfig(url=url, version=version, org="city", bucket="raw", token="s3cret", timeout=5.0)
-
-
-async def test_auto_detects_2x_and_writes_with_org_bucket_precision_and_token(server: FakeInflux) -> None:
-    writer = await open_writer(_v2(server.url, "auto"))
+async def test_auto_detects_2x_and_writes_with_org_bucket_precision_and_token(influx2_server: FakeInflux) -> None:
+    writer = await open_writer(influx2_config(influx2_server.url, "auto"))
     assert isinstance(writer, AutoWriter)
     try:
         await writer.prepare()
@@ -101,23 +27,23 @@ async def test_auto_detects_2x_and_writes_with_org_bucket_precision_and_token(se
     finally:
         await writer.aclose()
     assert isinstance(writer.chosen, InfluxV2)
-    writes = [r for r in server.requests if r.method == "POST"]
+    writes = [r for r in influx2_server.requests if r.method == "POST"]
     assert len(writes) == 1
     w = writes[0]
     assert w.path == "/api/v2/write"
     assert w.query == {"org": ["city"], "bucket": ["raw"], "precision": ["ms"]}
     assert w.headers["Authorization"] == "Token s3cret"
     assert w.body == BODY
-    assert server.requests[0].path == "/ping"
+    assert influx2_server.requests[0].path == "/ping"
 
 
-async def test_2x_errors_become_retry_or_reject_and_retry_after_is_kept(server: FakeInflux) -> None:
-    server.replies = [
+async def test_2x_errors_become_retry_or_reject_and_retry_after_is_kept(influx2_server: FakeInflux) -> None:
+    influx2_server.replies = [
         (503, {"Retry-After": "7"}, b'{"code":"unavailable","message":"busy"}'),
         (429, {}, b'{"code":"too many requests"}'),
         (422, {}, b'{"code":"unprocessable entity","message":"field type conflict"}'),
     ]
-    writer = InfluxV2(_v2(server.url))
+    writer = InfluxV2(influx2_config(influx2_server.url))
     try:
         with pytest.raises(SinkUnavailable) as unavailable:
             await writer.write(BODY)
@@ -132,18 +58,18 @@ async def test_2x_errors_become_retry_or_reject_and_retry_after_is_kept(server: 
         await writer.write(BODY)  # then it works
     finally:
         await writer.aclose()
-    assert len([r for r in server.requests if r.method == "POST"]) == 4
+    assert len([r for r in influx2_server.requests if r.method == "POST"]) == 4
 
 
-async def test_auto_detects_1x_and_uses_write_with_database(server: FakeInflux) -> None:
-    server.version = "1.6.7~rc0"
-    writer = AutoWriter(InfluxConfig(url=server.url, database="city", version="auto", retention_policy="raw"))
+async def test_auto_detects_1x_and_uses_write_with_database(influx2_server: FakeInflux) -> None:
+    influx2_server.version = "1.6.7~rc0"
+    writer = AutoWriter(InfluxConfig(url=influx2_server.url, database="city", version="auto", retention_policy="raw"))
     try:
         await writer.write(BODY)  # prepares (detects) on first use
     finally:
         await writer.aclose()
     assert isinstance(writer.chosen, InfluxV1)
-    post = [r for r in server.requests if r.method == "POST"]
+    post = [r for r in influx2_server.requests if r.method == "POST"]
     assert [r.path for r in post] == ["/query", "/write"]  # CREATE DATABASE, then the write
     assert post[1].query == {"db": ["city"], "precision": ["ms"], "rp": ["raw"]}
     assert post[1].body == BODY

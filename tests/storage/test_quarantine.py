@@ -31,7 +31,9 @@ from storage.quarantine import (
     payload_digest,
     row_bytes,
 )
-from tests.ingest.support import T0, FakeSource, FakeWriter, em_messages, em_values, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter
+from tests.support.readings import T0, em_messages, em_values
+from tests.support.waiting import wait_until
 
 TOPIC = readings_topic("u1", "u1-gw1", "u1-em", "electricity_meter")
 

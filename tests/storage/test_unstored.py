@@ -19,7 +19,9 @@ from devices.wire import Eviction, decode_confirm, encode_eviction
 from ingest import IngestStats, Pipeline
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import MqttConfig
-from tests.ingest.support import T0, FakeSource, FakeWriter, em_values, fake_pipeline, wait_until
+from tests.support.ingest_fakes import FakeSource, FakeWriter, fake_pipeline
+from tests.support.readings import T0, em_values
+from tests.support.waiting import wait_until
 
 TAGS = "unstored,district=a1,building=a1-b1,device=a1-em"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aggregation import savings_cli
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "aggregation" / "data"
 FIXTURE: dict[str, Any] = json.loads((DATA / "eemeter-3.2.0-results.json").read_text())
 
 

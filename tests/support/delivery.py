@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from gateway_mqtt import spooled_counters
-
 from districtpulse.config import Endpoints
-from tests.ingest.support import influx_query
+from tests.support.gateway_mqtt import spooled_counters
+from tests.support.services import influx_query
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,53 +19,21 @@ from dashboard.snapshot import (
 )
 from dashboard.sources import GatewayStatus, Latest, Registers
 from devices import DeviceKind
+from tests.support import registries
 
 NOW = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 
-REGISTRY = """
-[[district]]
-id = "d1"
-name = "District One"
-timezone = "Europe/Helsinki"
-  [[district.building]]
-  id = "b1"
-  name = "Block A"
-  floor_area_m2 = 1000
-    [[district.building.gateway]]
-    id = "gw1"
-      [[district.building.gateway.device]]
-      id = "em1"
-      kind = "electricity_meter"
-      commissioned = 2024-01-01T00:00:00Z
-      max_power_w = 100000
-      [[district.building.gateway.device]]
-      id = "em1-sub"
-      kind = "electricity_meter"
-      commissioned = 2024-01-01T00:00:00Z
-      submeter_of = "em1"
-      [[district.building.gateway.device]]
-      id = "pv1"
-      kind = "pv_inverter"
-      commissioned = 2024-01-01T00:00:00Z
-      [[district.building.gateway.device]]
-      id = "ev1"
-      kind = "ev_charger"
-      commissioned = 2024-01-01T00:00:00Z
-  [[district.building]]
-  id = "b2"
-  name = "Block B"
-  floor_area_m2 = 500
-    [[district.building.gateway]]
-    id = "gw2"
-      [[district.building.gateway.device]]
-      id = "em2"
-      kind = "electricity_meter"
-      commissioned = 2024-01-01T00:00:00Z
-      [[district.building.gateway.device]]
-      id = "bs2"
-      kind = "building_sensor"
-      commissioned = 2026-09-21T14:00:00Z
-"""
+REGISTRY = registries.text("dashboard")  # tests/data/dashboard.toml
+
+
+#: The dashboard's login configuration of the app tests: an operator (with an API token) and a viewer.
+USERS = {
+    "user": [
+        {"name": "olga", "role": "operator", "password": "operator-pass", "token": "o" * 24},
+        {"name": "vic", "role": "viewer", "password": "viewer-pass"},
+    ],
+    "secret": "test-secret",
+}
 
 
 @dataclass

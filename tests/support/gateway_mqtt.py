@@ -1,5 +1,6 @@
-"""Helpers for the gateway integration tests: an MQTT subscriber that records everything, and the check that
-every spooled reading arrived."""
+"""MQTT on the real broker, as gateways speak it: an MQTT subscriber that records everything, the check that
+every spooled reading arrived, a gateway on a thread of its own, and a publisher that sends messages as a
+gateway does (QoS 1, from a thread)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices import BATCH_ADAPTER
 from devices.topics import confirm_topic
 from devices.wire import encode_confirms
+from districtpulse.config import Endpoints
 from gateway.cli import build_gateway
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
+from tests.support.registries import unique
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,40 @@ class GatewayThread:
         """Stop it, whatever happened (for `finally`)."""
         self.stop.set()
         self.thread.join(30)
+
+
+class Publishing:
+    """Publish messages at QoS 1 from a thread, optionally paced; `published` counts publish() calls."""
+
+    def __init__(self, endpoints: Endpoints, messages: Sequence[tuple[str, bytes]], pace_s: float = 0.0) -> None:
+        self.endpoints, self.messages, self.pace_s = endpoints, messages, pace_s
+        self.published = 0
+        self.all_acked = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Publishing:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from gateway import BrokerConfig, Publisher
+
+        broker = BrokerConfig(self.endpoints.mqtt_host, self.endpoints.mqtt_port, client_id=unique("pub-"))
+        try:
+            with Publisher(broker, max_inflight=200, drain_timeout=60) as pub:
+                for topic, payload in self.messages:
+                    pub.publish(topic, payload, timeout=60)
+                    self.published += 1
+                    if self.pace_s:
+                        time.sleep(self.pace_s)
+                self.all_acked = pub.wait_acked(60)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout: float = 90) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "publisher still running"
+        if self.error is not None:
+            raise self.error
+        assert self.all_acked, "the broker did not acknowledge every message"
