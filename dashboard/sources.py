@@ -25,7 +25,8 @@ import orjson
 
 from aggregation.completeness import SeqAccount
 from aggregation.jobs.accounts import seq_accounts
-from devices import KINDS, DeviceKind
+from devices import KINDS
+from storage import queries
 from storage.influx import InfluxConfig, InfluxV1
 from storage.quarantine import QuarantineView
 
@@ -70,15 +71,6 @@ class Rejections(Protocol):
     def by_reason(self, district: str, since_ms: int) -> dict[str, int]: ...
 
 
-def _from(kinds: list[DeviceKind] | None = None) -> str:
-    chosen = kinds or list(KINDS)
-    return ",".join(f'"{KINDS[k].measurement}"' for k in chosen)
-
-
-def _district(district: str) -> str:
-    return f"\"district\" = '{district}'"
-
-
 def _rows(series: Mapping[str, Any]) -> list[dict[str, Any]]:
     columns = series["columns"]
     return [dict(zip(columns, row, strict=True)) for row in series["values"]]
@@ -99,10 +91,7 @@ class InfluxSource:
 
     async def latest(self, district: str, since_ms: int) -> dict[str, Latest]:
         """Each device's newest point since `since_ms` (ORDER BY time DESC LIMIT 1 applies per device)."""
-        series = await self.client.query(
-            f"SELECT * FROM {_from()} WHERE {_district(district)} AND time >= {since_ms}ms"
-            ' GROUP BY "device" ORDER BY time DESC LIMIT 1'
-        )
+        series = await queries.latest_points(self.client, district, since_ms)
         out: dict[str, Latest] = {}
         for s in series:
             for row in _rows(s):
@@ -121,11 +110,7 @@ class InfluxSource:
             fields = spec.cumulative_metrics
             if not fields:
                 continue
-            select = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
-            series = await self.client.query(
-                f"SELECT {select} FROM {_from([kind])} WHERE {_district(district)} AND time >= {since_ms}ms"
-                f' GROUP BY time({step_s}s), "device" fill(none)'
-            )
+            series = await queries.register_buckets(self.client, kind, fields, district, since_ms, step_s)
             for s in series:
                 rows = _rows(s)
                 out[s["tags"]["device"]] = Registers(
@@ -140,12 +125,7 @@ class InfluxSource:
             fields = spec.cumulative_metrics
             if not fields:
                 continue
-            select = ", ".join(f'"{f}"' for f in fields)
-            series = await self.client.query(
-                f"SELECT {select} FROM {_from([kind])} WHERE {_district(district)}"
-                f' AND time >= {before_ms - lookback_ms}ms AND time < {before_ms}ms GROUP BY "device"'
-                " ORDER BY time DESC LIMIT 1"
-            )
+            series = await queries.latest_registers_before(self.client, kind, fields, district, before_ms, lookback_ms)
             for s in series:
                 for row in _rows(s):
                     out[s["tags"]["device"]] = Latest(int(row["time"]), {f: _float(row[f]) for f in fields})
@@ -154,15 +134,12 @@ class InfluxSource:
     async def power_series(self, district: str, since_ms: int, step_s: int) -> dict[str, list[tuple[int, float]]]:
         """Mean power (W) per `step_s` bucket since `since_ms`, per device that has a power metric."""
         kinds = [k for k, spec in KINDS.items() if "power" in spec.metrics]
-        series = await self.client.query(
-            f'SELECT mean("power") FROM {_from(kinds)} WHERE {_district(district)} AND time >= {since_ms}ms'
-            f' GROUP BY time({step_s}s), "device" fill(none)'
-        )
+        series = await queries.mean_per_bucket(self.client, kinds, "power", district, since_ms, step_s)
         return {s["tags"]["device"]: [(int(t), float(v)) for t, v in s["values"] if v is not None] for s in series}
 
     async def kpi(self, district: str, measurement: str, field: str) -> tuple[int, float] | None:
         """The newest value of a KPI series written by aggregation, or None while there is none."""
-        series = await self.client.query(f'SELECT last("{field}") FROM "{measurement}" WHERE {_district(district)}')
+        series = await queries.last_value(self.client, measurement, field, district)
         for s in series:
             for t, v in s["values"]:
                 if v is not None:

@@ -12,21 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from aggregation.completeness import SeqAccount, SeqSpan, accounts
-from devices import KINDS
+from storage import queries
 from storage.influx import InfluxV1
-from storage.unstored import MEASUREMENT, STAGE_EDGE, STAGE_INGEST
+from storage.unstored import STAGE_EDGE, STAGE_INGEST
 
 #: How far before a period to look for the reading that closes a gap at its start (the spool's
 #: instantaneous age bound is 2 days: a gap that started earlier is not counted, see aggregation.completeness).
 LOOKBACK_MS = 2 * 86_400_000
-
-
-def _raw() -> str:
-    return ",".join(f'"{k.measurement}"' for k in KINDS.values())
-
-
-def _where(district: str, start_ms: int, end_ms: int) -> str:
-    return f"\"district\" = '{district}' AND time >= {start_ms}ms AND time < {end_ms}ms"
 
 
 def _spans(series: list[dict[str, Any]]) -> dict[str, SeqSpan]:
@@ -48,21 +40,13 @@ async def seq_accounts(
     influx: InfluxV1, district: str, start_ms: int, end_ms: int, lookback_ms: int = LOOKBACK_MS
 ) -> dict[str, SeqAccount]:
     """device -> its account for [start_ms, end_ms), for every device of the district with something in it."""
-    where = _where(district, start_ms, end_ms)
-    before = _where(district, start_ms - lookback_ms, start_ms)
-    stored = _spans(
-        await influx.query(f'SELECT count("seq"), min("seq"), max("seq") FROM {_raw()} WHERE {where} GROUP BY "device"')
-    )
-    unstored = await influx.query(
-        f'SELECT sum("readings"), min("first_seq"), max("last_seq") FROM "{MEASUREMENT}" WHERE {where}'
-        ' GROUP BY "device", "stage"'
-    )
+    stored = _spans(await queries.seq_spans(influx, district, start_ms, end_ms))
+    unstored = await queries.unstored_spans(influx, district, start_ms, end_ms)
     by_stage: dict[str, dict[str, SeqSpan]] = {STAGE_INGEST: {}, STAGE_EDGE: {}}
     for s in unstored:
         by_stage.setdefault(s["tags"]["stage"], {}).update(_spans([s]))
-    highest = _highest(await influx.query(f'SELECT max("seq") FROM {_raw()} WHERE {before} GROUP BY "device"'))
-    for device, seq in _highest(
-        await influx.query(f'SELECT max("last_seq") FROM "{MEASUREMENT}" WHERE {before} GROUP BY "device"')
-    ).items():
+    before = start_ms - lookback_ms
+    highest = _highest(await queries.seq_highest(influx, district, before, start_ms))
+    for device, seq in _highest(await queries.unstored_highest(influx, district, before, start_ms)).items():
         highest[device] = max(seq, highest.get(device, seq))
     return accounts(stored, by_stage[STAGE_INGEST], by_stage[STAGE_EDGE], highest)

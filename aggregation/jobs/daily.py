@@ -55,13 +55,13 @@ from aggregation.energy import interval_starts
 from aggregation.jobs import savings as savings_job
 from aggregation.jobs.accounts import seq_accounts
 from aggregation.jobs.revisions import Stored, next_revision, unchanged
-from devices import KINDS, Registry
+from devices import Registry
 from devices.carriers import CARRIERS
 from devices.progress import ProgressBar
 from devices.registry import DistrictEntry
+from storage import queries
 from storage.influx import InfluxV1
 from storage.lineprotocol import FieldValue, point
-from storage.unstored import MEASUREMENT as UNSTORED
 
 log = logging.getLogger("aggregate")
 
@@ -94,19 +94,13 @@ class DayKpis:
 
 async def count_readings(influx: InfluxV1, district: str, window: DayWindow) -> int:
     """Readings of a district's day in InfluxDB (every raw point has the integer field `seq`)."""
-    series = await influx.query(
-        f'SELECT count("seq") FROM {_raw_measurements()} WHERE "district" = \'{district}\''
-        f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
-    )
+    series = await queries.count_readings(influx, district, window.start_ms, window.end_ms)
     return sum(int(row[1]) for s in series for row in s["values"])
 
 
 async def count_unstored(influx: InfluxV1, district: str, window: DayWindow) -> int:
     """`unstored` points of a district's day (storage.unstored): a new one changes the day's completeness."""
-    series = await influx.query(
-        f'SELECT count("readings") FROM "{UNSTORED}" WHERE "district" = \'{district}\''
-        f" AND time >= {window.start_ms}ms AND time < {window.end_ms}ms"
-    )
+    series = await queries.count_unstored(influx, district, window.start_ms, window.end_ms)
     return sum(int(row[1]) for s in series for row in s["values"])
 
 
@@ -114,10 +108,6 @@ async def day_account(influx: InfluxV1, district: str, window: DayWindow) -> tup
     """The district's account of the day (summed over its devices) and its `unstored` point count."""
     found = await seq_accounts(influx, district, window.start_ms, window.end_ms)
     return total(found.values()), await count_unstored(influx, district, window)
-
-
-def _raw_measurements() -> str:
-    return ",".join(f'"{k.measurement}"' for k in KINDS.values())
 
 
 async def count_readings_per_day(influx: InfluxV1, district: str, windows: list[DayWindow]) -> list[int]:
@@ -129,10 +119,7 @@ async def count_readings_per_day(influx: InfluxV1, district: str, windows: list[
     bucket = next((b for b in (3_600_000, 900_000) if all(e % b == 0 for e in edges)), None)
     if bucket is None:
         return [await count_readings(influx, district, w) for w in windows]
-    series = await influx.query(
-        f'SELECT count("seq") FROM {_raw_measurements()} WHERE "district" = \'{district}\''
-        f" AND time >= {edges[0]}ms AND time < {edges[-1]}ms GROUP BY time({bucket // 60_000}m) fill(none)"
-    )
+    series = await queries.count_readings(influx, district, edges[0], edges[-1], bucket_minutes=bucket // 60_000)
     counts = [0] * len(windows)
     starts = np.array(edges[:-1], dtype=np.int64)
     for s in series:
@@ -147,11 +134,8 @@ Registers = dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]
 
 async def fetch_registers(influx: InfluxV1, district: str, carrier: str, start_ms: int, end_ms: int) -> Registers:
     """The register of one carrier of every device of a district in [start_ms, end_ms)."""
-    kind, register = CARRIERS[carrier].kind, CARRIERS[carrier].register
-    series = await influx.query(
-        f'SELECT "{register}" FROM "{KINDS[kind].measurement}" WHERE "district" = \'{district}\''
-        f' AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "device"'
-    )
+    c = CARRIERS[carrier]
+    series = await queries.registers(influx, c.kind, [c.register], district, start_ms, end_ms)
     out: Registers = {}
     for s in series:
         rows = [(row[0], row[1]) for row in s["values"] if row[1] is not None]
@@ -298,10 +282,9 @@ def energy_lines(
 
 async def stored_state(influx: InfluxV1, district: str, window: DayWindow) -> Stored | None:
     """What the day's stored district KPIs were computed from: inputs = (readings, unstored points)."""
-    series = await influx.query(
-        f'SELECT "readings", "revision", "status", "unstored_points" FROM "kpi_district"'
-        f" WHERE \"district\" = '{district}' AND time = {window.start_ms}ms"
-    )
+    fields = ["readings", "revision", "status", "unstored_points"]
+    at = window.start_ms
+    series = await queries.kpi_rows(influx, "kpi_district", fields, district, at, at, end_inclusive=True)
     for s in series:
         for row in s["values"]:
             return Stored((int(row[1]), int(row[4] or 0)), int(row[2]), str(row[3]))
@@ -310,10 +293,7 @@ async def stored_state(influx: InfluxV1, district: str, window: DayWindow) -> St
 
 async def stored_days(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> set[int]:
     """Start (ms) of every day in [start_ms, end_ms) that has its district KPIs."""
-    series = await influx.query(
-        f'SELECT "revision" FROM "kpi_district" WHERE "district" = \'{district}\''
-        f" AND time >= {start_ms}ms AND time < {end_ms}ms"
-    )
+    series = await queries.kpi_rows(influx, "kpi_district", ["revision"], district, start_ms, end_ms)
     return {int(row[0]) for s in series for row in s["values"]}
 
 

@@ -48,8 +48,9 @@ from aggregation._caltrack_common import Fuel, HourlyTemperature, MeterSeries
 from aggregation.caltrack_daily import NoModelError, SavingsResult, caltrack_daily, daily_periods
 from aggregation.co2 import Factor, load_factors
 from aggregation.jobs.revisions import Stored, next_revision, unchanged
-from devices import KINDS, DeviceKind, Registry
+from devices import DeviceKind, Registry
 from devices.registry import DistrictEntry
+from storage import queries
 from storage.influx import InfluxV1
 from storage.lineprotocol import FieldValue, point
 
@@ -145,11 +146,15 @@ async def read_daily(
     influx: InfluxV1, district: str, building: str, start_ms: int, end_ms: int
 ) -> dict[str, dict[int, DailyRow]]:
     """A building's daily kpi_energy rows of the savings carriers: carrier -> day start (ms) -> row."""
-    carriers = " OR ".join(f"\"carrier\" = '{c}'" for c in FUELS)
-    series = await influx.query(
-        'SELECT "energy_kwh", "coverage", "revision", "status" FROM "kpi_energy"'
-        f" WHERE \"district\" = '{district}' AND \"building\" = '{building}' AND ({carriers})"
-        f' AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY "carrier"'
+    series = await queries.kpi_rows(
+        influx,
+        "kpi_energy",
+        ["energy_kwh", "coverage", "revision", "status"],
+        district,
+        start_ms,
+        end_ms,
+        where={"building": building, "carrier": list(FUELS)},
+        group_by=["carrier"],
     )
     out: dict[str, dict[int, DailyRow]] = {c: {} for c in FUELS}
     for s in series:
@@ -162,11 +167,9 @@ async def read_daily(
 async def read_hourly_temperature(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> HourlyTemperature:
     """Hourly mean outdoor temperature (degF) of the district's weather stations on the grid of hours from
     `start_ms` (NaN where no station reported)."""
-    spec = KINDS[DeviceKind.WEATHER_STATION]
     offset_min = (start_ms % HOUR_MS) // 60_000  # local midnight on the half hour: hours start there too
-    series = await influx.query(
-        f'SELECT mean("outdoor_temperature") FROM "{spec.measurement}" WHERE "district" = \'{district}\''
-        f" AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY time(1h,{offset_min}m) fill(none)"
+    series = await queries.hourly_mean(
+        influx, DeviceKind.WEATHER_STATION, "outdoor_temperature", district, start_ms, end_ms, offset_min=offset_min
     )
     degf = np.full(-(-(end_ms - start_ms) // HOUR_MS), np.nan)
     for s in series:
@@ -236,10 +239,15 @@ async def _stored(
     influx: InfluxV1, measurement: str, district: str, start_ms: int, end_ms: int, tags: tuple[str, ...]
 ) -> dict[tuple[str, ...], Stored]:
     """(tag values..., time) -> what is stored, for the points in [start_ms, end_ms]."""
-    group = " GROUP BY " + ",".join(f'"{t}"' for t in tags) if tags else ""
-    series = await influx.query(
-        f'SELECT "inputs", "revision", "status" FROM "{measurement}" WHERE "district" = \'{district}\''
-        f" AND time >= {start_ms}ms AND time <= {end_ms}ms{group}"
+    series = await queries.kpi_rows(
+        influx,
+        measurement,
+        ["inputs", "revision", "status"],
+        district,
+        start_ms,
+        end_ms,
+        group_by=tags,
+        end_inclusive=True,
     )
     out: dict[tuple[str, ...], Stored] = {}
     for s in series:
