@@ -28,15 +28,26 @@ from collections.abc import Sequence
 from devices.registry import Device
 from devices.validation import Rejection
 from devices.wire import MAX_SEQ, Eviction
+from storage.lineprotocol import point
 
 MEASUREMENT = "unstored"
 STAGE_INGEST = "ingest"
 STAGE_EDGE = "edge"
 
 
-def _tags(device: Device, stage: str, reason: str) -> str:
-    where = f"district={device.district},building={device.building},device={device.id}"
-    return f"{MEASUREMENT},{where},stage={stage},reason={reason}"
+def _tags(device: Device, stage: str, reason: str) -> dict[str, str]:
+    return {
+        "district": device.district,
+        "building": device.building,
+        "device": device.id,
+        "stage": stage,
+        "reason": reason,
+    }
+
+
+def _run(device: Device, reason: str, first: int, last: int, ts: int) -> str:
+    values = {"first_seq": first, "last_seq": last, "readings": last - first + 1}
+    return point(MEASUREMENT, _tags(device, STAGE_INGEST, reason), values, ts)
 
 
 def _timestamps(payload: bytes) -> list[object]:
@@ -69,11 +80,7 @@ def quarantine_lines(
     lines = []
     whole = [r for r in rejections if r.index is None]
     if whole:
-        n = seq[1] - seq[0] + 1
-        return [
-            f"{_tags(device, STAGE_INGEST, whole[0].reason.value)} first_seq={seq[0]}i,last_seq={seq[1]}i,"
-            f"readings={n}i {stamp(0)}"
-        ]
+        return [_run(device, whole[0].reason.value, seq[0], seq[1], stamp(0))]
     runs: list[tuple[str, int, int]] = []  # reason, first index, last index
     for r in sorted(rejections, key=lambda r: r.index or 0):
         assert r.index is not None
@@ -82,16 +89,12 @@ def quarantine_lines(
         elif not runs or runs[-1][2] < r.index:  # (one reading can be rejected once only)
             runs.append((r.reason.value, r.index, r.index))
     for reason, lo, hi in runs:
-        lines.append(
-            f"{_tags(device, STAGE_INGEST, reason)} first_seq={first_seq + lo}i,last_seq={first_seq + hi}i,"
-            f"readings={hi - lo + 1}i {stamp(lo)}"
-        )
+        lines.append(_run(device, reason, first_seq + lo, first_seq + hi, stamp(lo)))
     return lines
 
 
 def eviction_line(device: Device, e: Eviction) -> str:
     """The `stage=edge` point of one eviction notice."""
-    return (
-        f"{_tags(device, STAGE_EDGE, e.reason)},class={e.cls} first_seq={e.first}i,last_seq={e.last}i,"
-        f"readings={e.readings}i,last_ts={e.last_ts}i {e.first_ts}"
-    )
+    tags = {**_tags(device, STAGE_EDGE, e.reason), "class": e.cls}
+    values = {"first_seq": e.first, "last_seq": e.last, "readings": e.readings, "last_ts": e.last_ts}
+    return point(MEASUREMENT, tags, values, e.first_ts)
