@@ -11,11 +11,15 @@ never a hundred database queries.
     GET  /device/{id}              a device's latest reading and health
     GET  /events?page=&key=        text/event-stream of {"sections": {...}, "chart": {...}}
     GET  /api/snapshot?page=&key=  the same, once, as JSON
-    POST /alerts/{id}/ack          operator only (CSRF token)
-    POST /alerts/{id}/silence      operator only (CSRF token), `minutes`
-    GET  /metrics                  Prometheus (bearer token if `auth.metrics_token`)
+    POST /alerts/{id}/ack          operator only (CSRF token, unless authenticated by a bearer token)
+    POST /alerts/{id}/silence      operator only (CSRF token, the same), `minutes`
+    GET  /metrics                  Prometheus: bearer token if `auth.metrics_token`, else loopback clients only
     GET  /healthz                  200 once the first snapshot exists
-    GET|POST /login, POST /logout  (POST /login: 429 + Retry-After while throttled, see `throttle`)
+    GET|POST /login, POST /logout  (POST /login: 429 + Retry-After while throttled, see `throttle`; logout
+                                   revokes the session, see `auth`)
+
+Every route that takes `Authorization: Bearer` counts a wrong token against the client's address in the
+login throttle, and answers 429 + Retry-After while that address is locked out.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from starlette.staticfiles import StaticFiles
 
 from dashboard import render
 from dashboard.alerts import AlertBook, Dispatcher, MqttNotifier, Notifier, WebhookNotifier, evaluate
-from dashboard.auth import COOKIE, Authenticator, Principal
+from dashboard.auth import COOKIE, Authenticator, Principal, is_loopback
 from dashboard.config import DashboardConfig
 from dashboard.metrics import DashboardCollector, RefreshStats, exposition
 from dashboard.mqtt import BrokerLink
@@ -138,12 +142,61 @@ async def _form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
-def _principal(live: Live, request: Request) -> Principal | None:
-    if live.auth.open:
-        return Principal("anonymous", "viewer")
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """A bearer token from a locked-out address: refused without looking at it."""
+
+    retry_after: int
+
+    def response(self) -> Response:
+        return PlainTextResponse(
+            f"too many wrong tokens: try again in {self.retry_after} seconds",
+            status_code=429,
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+def _bearer(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None for any other (or no) header."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return live.auth.check_token(token.strip())
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _token_failed(live: Live, request: Request, address: str, what: str) -> None:
+    """Count a wrong bearer token against the address (no user: a token names none) and log it."""
+    lockout = live.throttle.failed(None, address)
+    log.warning(
+        "dashboard token failed from %s for %s",
+        address,
+        what,
+        extra=_login_fields("", address, outcome="bad_token", path=request.url.path[:128]),
+    )
+    if lockout is not None:
+        seconds = math.ceil(lockout.seconds)
+        log.warning(
+            "dashboard token lockout from %s: address locked for %d s",
+            address,
+            seconds,
+            extra=_login_fields("", address, outcome="lockout", scopes=list(lockout.scopes), lockout_s=seconds),
+        )
+
+
+def _principal(live: Live, request: Request) -> Principal | Throttled | None:
+    """Who is asking, and how they authenticated (`Principal.via`): a bearer token if one is sent (a wrong
+    one is not made up for by a cookie), else the session cookie. None: not authenticated."""
+    if live.auth.open:
+        return Principal("anonymous", "viewer", "open")
+    token = _bearer(request)
+    if token is not None:
+        address = _client_address(live, request)
+        wait = live.throttle.retry_after(None, address)
+        if wait is not None:
+            return Throttled(wait)
+        found = live.auth.check_token(token)
+        if found is None:
+            _token_failed(live, request, address, "the API")
+        return found
     return live.auth.verify(request.cookies.get(COOKIE))
 
 
@@ -181,6 +234,8 @@ def _payload(live: Live, view: render.View, principal: Principal | None, csrf: s
 async def _page(request: Request, view: render.View) -> Response:
     live = _live(request)
     principal = _principal(live, request)
+    if isinstance(principal, Throttled):
+        return principal.response()
     if principal is None:
         return _login_redirect(request)
     snap = live.snapshot
@@ -245,6 +300,8 @@ async def device_page(request: Request) -> Response:
 async def snapshot_api(request: Request) -> Response:
     live = _live(request)
     principal = _principal(live, request)
+    if isinstance(principal, Throttled):
+        return principal.response()
     if principal is None:
         return JSONResponse({"error": "login required"}, status_code=401)
     payload = _payload(live, _view(request), principal, live.auth.csrf(request.cookies.get(COOKIE, "")))
@@ -256,15 +313,21 @@ async def snapshot_api(request: Request) -> Response:
 async def events(request: Request) -> Response:
     live = _live(request)
     principal = _principal(live, request)
+    if isinstance(principal, Throttled):
+        return principal.response()
     if principal is None:
         return PlainTextResponse("login required", status_code=401)
     view = _view(request)
-    csrf = live.auth.csrf(request.cookies.get(COOKIE, ""))
+    cookie = request.cookies.get(COOKIE)
+    csrf = live.auth.csrf(cookie)
+
+    def still_valid() -> bool:  # a session that expires or is logged out ends its open streams too
+        return principal.via != "cookie" or live.auth.verify(cookie) is not None
 
     async def stream() -> AsyncIterator[str]:
         yield f"retry: {int(max(live.config.dashboard.refresh_s, 1) * 1000)}\n\n"
         last_at: int | None = None
-        while not live.closing:
+        while not live.closing and still_valid():
             snap = live.snapshot
             if snap is not None and snap.at_ms != last_at:
                 last_at = snap.at_ms
@@ -363,29 +426,35 @@ async def login(request: Request) -> Response:
         max_age=live.auth.session_s,
         httponly=True,
         samesite="strict",
-        secure=live.auth.secure_cookie,
+        secure=live.auth.secure_cookie or request.url.scheme == "https",
     )
     log.info("dashboard login: %s (%s)", principal.user, principal.role)
     return response
 
 
 async def logout(request: Request) -> Response:
+    """Revoke the session (a copy of the cookie is refused from now on) and delete the cookie."""
+    live = _live(request)
+    if live.auth.revoke(request.cookies.get(COOKIE)):
+        log.info("dashboard logout")
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict")
     return response
 
 
 async def _alert_action(request: Request, action: str) -> Response:
     live = _live(request)
     principal = _principal(live, request)
+    if isinstance(principal, Throttled):
+        return principal.response()
     if principal is None:
         return PlainTextResponse("login required", status_code=401)
     if not principal.can_act:
         return PlainTextResponse("read-only: viewers cannot change alerts", status_code=403)
     form = await _form(request)
-    if not request.headers.get("authorization") and not live.auth.check_csrf(
-        request.cookies.get(COOKIE), str(form.get("csrf", ""))
-    ):
+    # Only a bearer token is exempt: a cookie is sent by the browser on its own, whatever other header the
+    # request carries, so a request it authenticated must prove it came from our page.
+    if principal.via != "bearer" and not live.auth.check_csrf(request.cookies.get(COOKIE), str(form.get("csrf", ""))):
         return PlainTextResponse("missing or wrong CSRF token", status_code=403)
     alert_id = request.path_params["alert"]
     now_ms = time.time_ns() // 1_000_000
@@ -416,12 +485,33 @@ async def silence(request: Request) -> Response:
     return await _alert_action(request, "silence")
 
 
+def _from_loopback(live: Live, request: Request) -> bool:
+    """The TCP peer is loopback, and so is the proxy header's address if one is configured and sent: a local
+    reverse proxy (whose peer is 127.0.0.1) does not make every client it forwards local."""
+    if not is_loopback(request.client.host if request.client else None):
+        return False
+    header = live.config.auth.throttle.client_ip_header
+    value = request.headers.get(header, "").split(",")[0].strip() if header else ""
+    return not value or is_loopback(value)
+
+
 async def metrics(request: Request) -> Response:
     live = _live(request)
-    if not live.auth.metrics_allowed(request.headers.get("authorization")):
-        return PlainTextResponse("bearer token required", status_code=401)
+    if live.auth.metrics_token_set:
+        address = _client_address(live, request)
+        wait = live.throttle.retry_after(None, address)
+        if wait is not None:
+            return Throttled(wait).response()
+        if not live.auth.metrics_allowed(request.headers.get("authorization"), False):
+            if _bearer(request) is not None:
+                _token_failed(live, request, address, "/metrics")
+            return PlainTextResponse("bearer token required", status_code=401)
+    elif not live.auth.metrics_allowed(None, _from_loopback(live, request)):
+        return PlainTextResponse(
+            "/metrics answers loopback clients only: set auth.metrics_token to scrape from elsewhere", status_code=403
+        )
     collector = DashboardCollector(
-        lambda: live.snapshot, live.book, live.dispatcher, live.stats, live.throttle.counters
+        lambda: live.snapshot, live.book, live.dispatcher, live.stats, live.throttle.counters, live.auth.revoked
     )
     return Response(exposition(collector), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -458,7 +548,7 @@ def create_app(
     `throttle` defaults to one from `auth.throttle` on the monotonic clock (tests inject a clock).
     """
     reg = registry or Registry.load(config.dashboard.registry)
-    auth = Authenticator(config.auth)
+    auth = Authenticator(config.auth, bind_host=config.dashboard.host)
     login_throttle = throttle if throttle is not None else LoginThrottle(config.auth.throttle)
 
     @contextlib.asynccontextmanager

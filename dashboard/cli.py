@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     host = args.host or config.dashboard.host
     port = config.dashboard.port if args.port is None else args.port
+    if host != config.dashboard.host:  # the app decides on the cookie's Secure flag by the address it binds
+        config = config.model_copy(update={"dashboard": config.dashboard.model_copy(update={"host": host})})
     sock = bind(host, port)
     server = uvicorn.Server(
         uvicorn.Config(create_app(config), log_config=None, access_log=False, timeout_graceful_shutdown=3)

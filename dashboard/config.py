@@ -16,8 +16,13 @@
     role = "operator"             # or "viewer": can look, cannot acknowledge or silence alerts
     password_env = "DP_DASHBOARD_OPERATOR_PASSWORD"
 
-    [auth.throttle]               # password guessing: these are the defaults
-    max_failures = 5              # failed logins per user name, and per client address, ...
+    [auth]
+    secure_cookie = "auto"        # the default: Secure unless `dashboard.host` is loopback; or true / false
+    metrics_token_env = "DP_DASHBOARD_METRICS_TOKEN"  # default: no token, /metrics for loopback clients only
+
+    [auth.throttle]               # password and token guessing: these are the defaults
+    max_failures = 5              # failed logins per user name, and per client address (wrong bearer
+                                  # tokens count for the address), ...
     window_s = 300                # ... within this sliding window lock that user / that address out
     lockout_s = 60                # for this long (HTTP 429 + Retry-After, the password is not even checked),
     max_lockout_s = 900           # doubled at each repeated lockout up to this cap
@@ -50,6 +55,7 @@ from devices.problems import describe
 
 Severity = Literal["critical", "warning", "info"]
 Role = Literal["operator", "viewer"]
+SecureCookie = Literal["auto"] | bool
 
 
 class ConfigError(ValueError):
@@ -198,8 +204,22 @@ class AuthSection(_Model):
     secret: str | None = Field(default=None, repr=False, description="cookie signing key; default: random per start")
     secret_env: str | None = None
     session_hours: float = Field(default=12, gt=0)
-    secure_cookie: bool = Field(default=False, description="set behind HTTPS")
-    metrics_token: str | None = Field(default=None, repr=False, description="bearer token for /metrics (else open)")
+    secure_cookie: SecureCookie = Field(
+        default="auto",
+        description=(
+            "the session cookie's Secure flag: true, false, or auto (the default): Secure unless the dashboard"
+            " binds a loopback address (the demo's plain http on 127.0.0.1), and always on a request that came"
+            " over https (a TLS proxy in front: X-Forwarded-Proto from 127.0.0.1, as uvicorn trusts it)"
+        ),
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "bearer token for /metrics; without one, /metrics answers loopback clients only (a Prometheus on"
+            " the same host; one elsewhere needs the token)"
+        ),
+    )
     metrics_token_env: str | None = None
     throttle: ThrottleSection = Field(default_factory=ThrottleSection)
 

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dashboard.alerts import AlertBook, Dispatcher
+from dashboard.auth import RevokedSessions
 from dashboard.snapshot import Snapshot
 from dashboard.throttle import LoginCounters
 
@@ -33,12 +34,14 @@ class DashboardCollector(Collector):
         dispatcher: Dispatcher,
         stats: RefreshStats,
         logins: LoginCounters | None = None,
+        revoked: RevokedSessions | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._book = book
         self._dispatcher = dispatcher
         self._stats = stats
         self._logins = logins
+        self._revoked = revoked
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snap = self._snapshot()
@@ -75,7 +78,8 @@ class DashboardCollector(Collector):
         if self._logins is not None:  # names as operators' brute-force alerts expect them (see throttle)
             failures = CounterMetricFamily(
                 "districtpulse_dashboard_login_failures",
-                "Refused logins: bad_credentials (wrong user or password), locked_out (refused during a lockout)",
+                "Refused logins and bearer tokens: bad_credentials (wrong user, password or token),"
+                " locked_out (refused during a lockout)",
                 labels=["reason"],
             )
             failures.add_metric(["bad_credentials"], self._logins.bad_credentials)
@@ -83,8 +87,19 @@ class DashboardCollector(Collector):
             yield failures
             yield CounterMetricFamily(
                 "districtpulse_dashboard_login_lockouts",
-                "Failed logins that locked a user or an address",
+                "Failed logins or bearer tokens that locked a user or an address",
                 value=self._logins.lockouts,
+            )
+        if self._revoked is not None:
+            yield GaugeMetricFamily(
+                "districtpulse_dashboard_sessions_revoked",
+                "Logged-out sessions remembered until their expiry (a copied cookie of one is refused)",
+                value=len(self._revoked),
+            )
+            yield CounterMetricFamily(
+                "districtpulse_dashboard_sessions_revoked_dropped",
+                "Revoked sessions forgotten before their expiry because the list was full (oldest-expiring first)",
+                value=self._revoked.dropped,
             )
         if snap is None:
             return

@@ -16,6 +16,9 @@ so a lockout cannot be used as an oracle (a right password is refused too, and c
 - Memory is bounded: each table holds at most `max_tracked` keys, least recently used evicted, so a flood of
   made-up user names costs a fixed amount of memory (it can push out older entries: the address rule still
   holds the flooding address). User names longer than any configured one (64) are keyed by their digest.
+- Bearer tokens (`Authorization: Bearer`, the API's and /metrics') are guessed the same way: a wrong token
+  names no user, so it counts for the address alone (`user=None`), in the same table and the same totals
+  as the login form's failures; a locked address is refused both (429 + Retry-After, token not checked).
 - IPv6 clients are keyed by their /64, the block one subscriber usually gets; IPv4 by the address.
 - The clock is injected (`time.monotonic` by default) so tests drive it without sleeping.
 """
@@ -145,20 +148,24 @@ class LoginThrottle:
         self.users = _Table(self.config)
         self.addresses = _Table(self.config)
 
-    def retry_after(self, user: str, address: str) -> int | None:
-        """Whole seconds to wait if the user or the address is locked out (counted as a refusal), else None."""
+    def retry_after(self, user: str | None, address: str) -> int | None:
+        """Whole seconds to wait if the user or the address is locked out (counted as a refusal), else None.
+
+        `user=None` (a bearer token): the address alone.
+        """
         now = self.clock()
-        wait = max(self.users.locked_for(user_key(user), now), self.addresses.locked_for(address_key(address), now))
+        by_user = 0.0 if user is None else self.users.locked_for(user_key(user), now)
+        wait = max(by_user, self.addresses.locked_for(address_key(address), now))
         if wait <= 0:
             return None
         self.counters.locked_out += 1
         return max(math.ceil(wait), 1)
 
-    def failed(self, user: str, address: str) -> Lockout | None:
-        """Count a wrong user or password; the lockout it started, if any."""
+    def failed(self, user: str | None, address: str) -> Lockout | None:
+        """Count a wrong user or password (or, `user=None`, a wrong bearer token); the lockout it started, if any."""
         now = self.clock()
         self.counters.bad_credentials += 1
-        by_user = self.users.fail(user_key(user), now)
+        by_user = None if user is None else self.users.fail(user_key(user), now)
         by_address = self.addresses.fail(address_key(address), now)
         if by_user is None and by_address is None:
             return None

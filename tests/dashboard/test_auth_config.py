@@ -55,13 +55,14 @@ def test_csrf_token_is_bound_to_the_session() -> None:
 
 
 def test_metrics_token() -> None:
-    assert auth().metrics_allowed(None)  # no token configured: open, as Prometheus expects
+    # No token configured: loopback clients only (was: open to everyone, issue 12), a local Prometheus.
+    assert auth().metrics_allowed(None, True) and not auth().metrics_allowed(None, False)
     locked = auth(metrics_token="m" * 20)
-    assert locked.metrics_allowed("Bearer " + "m" * 20)
+    assert locked.metrics_allowed("Bearer " + "m" * 20, False)
     assert (
-        not locked.metrics_allowed(None)
-        and not locked.metrics_allowed("Bearer nope")
-        and not locked.metrics_allowed("m" * 20)
+        not locked.metrics_allowed(None, True)
+        and not locked.metrics_allowed("Bearer nope", True)
+        and not locked.metrics_allowed("m" * 20, True)
     )
 
 
