@@ -64,7 +64,7 @@ from dashboard.sources import (
     Rejections,
     Statuses,
 )
-from dashboard.throttle import LoginThrottle
+from dashboard.throttle import Lockout, LoginThrottle
 from devices import Registry
 from storage.influx import InfluxConfig
 
@@ -163,6 +163,20 @@ def _bearer(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def _log_lockout(what: str, user: str, for_user: str, address: str, lockout: Lockout) -> None:
+    """One log line per lockout, for the login form and for bearer tokens alike (fail2ban reads them)."""
+    seconds = math.ceil(lockout.seconds)
+    log.warning(
+        "dashboard %s lockout from %s%s: %s locked for %d s",
+        what,
+        address,
+        for_user,
+        "+".join(lockout.scopes),
+        seconds,
+        extra=_login_fields(user, address, outcome="lockout", scopes=list(lockout.scopes), lockout_s=seconds),
+    )
+
+
 def _token_failed(live: Live, request: Request, address: str, what: str) -> None:
     """Count a wrong bearer token against the address (no user: a token names none) and log it."""
     lockout = live.throttle.failed(None, address)
@@ -173,13 +187,7 @@ def _token_failed(live: Live, request: Request, address: str, what: str) -> None
         extra=_login_fields("", address, outcome="bad_token", path=request.url.path[:128]),
     )
     if lockout is not None:
-        seconds = math.ceil(lockout.seconds)
-        log.warning(
-            "dashboard token lockout from %s: address locked for %d s",
-            address,
-            seconds,
-            extra=_login_fields("", address, outcome="lockout", scopes=list(lockout.scopes), lockout_s=seconds),
-        )
+        _log_lockout("token", "", "", address, lockout)
 
 
 def _principal(live: Live, request: Request) -> Principal | Throttled | None:
@@ -407,15 +415,7 @@ async def login(request: Request) -> Response:
             extra=_login_fields(user, address, outcome="bad_credentials"),
         )
         if lockout is not None:
-            seconds = math.ceil(lockout.seconds)
-            log.warning(
-                "dashboard login lockout from %s for user %s: %s locked for %d s",
-                address,
-                shown,
-                "+".join(lockout.scopes),
-                seconds,
-                extra=_login_fields(user, address, outcome="lockout", scopes=list(lockout.scopes), lockout_s=seconds),
-            )
+            _log_lockout("login", user, f" for user {shown}", address, lockout)
         page = render.login_page(live.config.dashboard.title, "Wrong user or password.", next_url)
         return HTMLResponse(page, status_code=401)
     live.throttle.succeeded(user)
