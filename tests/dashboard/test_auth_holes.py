@@ -33,18 +33,18 @@ from dashboard.auth import COOKIE, Authenticator, Principal
 from dashboard.config import AuthSection, UserEntry
 from dashboard.throttle import LoginThrottle
 from devices import Registry
-from tests.support.dashboard_fakes import REGISTRY, USERS, FakeReadings, FakeRejections, FakeStatuses, config
+from tests.support.dashboard_fakes import (
+    REGISTRY,
+    USERS,
+    Clock,
+    FakeReadings,
+    FakeRejections,
+    FakeStatuses,
+    config,
+)
 
 SILENT_BS2 = alert_id("device_silent", "d1", "bs2")
 TOKEN = "o" * 24  # olga's API token in USERS
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @asynccontextmanager

@@ -15,19 +15,17 @@ from dashboard import create_app
 from dashboard.config import ConfigError, DashboardConfig, ThrottleSection
 from dashboard.throttle import LoginThrottle, address_key, user_key
 from devices import Registry
-from tests.support.dashboard_fakes import REGISTRY, USERS, FakeReadings, FakeRejections, FakeStatuses, config
+from tests.support.dashboard_fakes import (
+    REGISTRY,
+    USERS,
+    Clock,
+    FakeReadings,
+    FakeRejections,
+    FakeStatuses,
+    config,
+)
 
 WRONG = "hunter2-guess"  # never to appear in a log line
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @asynccontextmanager

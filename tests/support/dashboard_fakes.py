@@ -149,3 +149,13 @@ def district(
 
 def snapshot(*districts: DistrictView) -> Snapshot:
     return Snapshot(NOW, tuple(districts))
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
