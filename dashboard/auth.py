@@ -59,8 +59,8 @@ class Principal:
 class _Credential:
     user: str
     role: Role
-    password: bytes | None
-    token: bytes | None
+    password: bytes | None = field(repr=False)
+    token: bytes | None = field(repr=False)
 
 
 def _digest(value: str) -> bytes:

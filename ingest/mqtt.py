@@ -54,7 +54,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,7 +92,7 @@ class MqttConfig:
     stall_timeout_s: float = 10.0
     keepalive: int = 30
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # secrets never in a repr
     #: TLS: the CA that signed the broker's certificate, and this client's certificate and key (secure mode:
     #: `districtpulse services up --secure` writes them under .services/mosquitto/secure/clients/_ingest.*).
     ca_file: Path | None = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -41,13 +41,13 @@ class InfluxConfig:
     database: str = "districtpulse"
     retention_policy: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # secrets never in a repr (a log line, a traceback)
     timeout: float = 30.0
     #: "1", "2", or "auto": ask /ping (see `storage.writers.open_writer`)
     version: str = "1"
     org: str | None = None
     bucket: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
 
 
 class Writer(Protocol):

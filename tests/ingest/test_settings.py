@@ -145,3 +145,30 @@ def test_a_setting_with_no_field_in_the_pipeline_is_an_error_not_a_silent_drop()
     with pytest.raises(TypeError, match=r"Section\.nowhere has no field in MqttConfig"):
         _handed(MqttConfig, Section())
     assert _handed(MqttConfig, Section(), unused={"nowhere"}).host == "h"
+
+
+def test_no_secret_appears_in_a_repr_of_the_settings() -> None:
+    """Issue 12: passwords and tokens sat in the dataclass reprs of the runtime settings (a log line or a
+    traceback away from an operator's screen)."""
+    from ingest.settings import IngestConfig
+
+    secrets = {"mqtt-pass-1234", "influx-pass-5678", "influx-token-9abc"}
+    config = IngestConfig.load(
+        None,
+        mqtt={"username": "_ingest", "password": "mqtt-pass-1234"},
+        influx={
+            "version": "2",
+            "password": "influx-pass-5678",
+            "org": "o",
+            "bucket": "b",
+            "token": "influx-token-9abc",
+        },
+    )
+    settings = config.runtime()
+    shown = " ".join([repr(settings), repr(settings.mqtt), repr(settings.influx), repr(config), str(config.summary())])
+    assert not [s for s in secrets if s in shown]
+    assert (settings.mqtt.password, settings.influx.password, settings.influx.token) == (
+        "mqtt-pass-1234",
+        "influx-pass-5678",
+        "influx-token-9abc",
+    )
