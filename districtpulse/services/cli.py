@@ -9,6 +9,7 @@ from pathlib import Path
 from districtpulse.config import Endpoints
 from districtpulse.services.layout import DEFAULT_MQTT_TLS_PORT, SecureBroker, ServiceError
 from districtpulse.services.manage import down, format_status, status, up
+from districtpulse.services.secure import DEFAULT_INGEST_CONSUMERS
 
 STATUS_EXIT_NOT_RUNNING = 3
 
@@ -39,12 +40,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --secure: the registry whose gateways get credentials (default: the demo registry)",
     )
+    parser.add_argument(
+        "--ingest-consumers",
+        type=int,
+        default=DEFAULT_INGEST_CONSUMERS,
+        metavar="N",
+        help="with --secure: ingest identities to make (_ingest, _ingest-2, ...), one per consumer process "
+        f"(a client id is its username in secure mode; default {DEFAULT_INGEST_CONSUMERS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed `services` command against `Endpoints.from_env()`; returns the exit code."""
     endpoints = Endpoints.from_env()
-    secure = SecureBroker.from_env(registry=getattr(args, "registry", None)) if getattr(args, "secure", False) else None
+    secure = None
+    if getattr(args, "secure", False):
+        consumers = getattr(args, "ingest_consumers", DEFAULT_INGEST_CONSUMERS)
+        secure = SecureBroker.from_env(registry=getattr(args, "registry", None), ingest_consumers=consumers)
     try:
         if args.action == "up":
             up(endpoints, install=not getattr(args, "no_install", False), secure=secure)

@@ -42,16 +42,24 @@ class SecureBroker:
     """`up --secure`: Mosquitto with TLS only on `tls_port`, passwords and ACLs for the registry's gateways.
 
     Its own port, so that a secure instance (another state dir) runs beside the plain one on the same machine.
-    `registry` None means the demo registry.
+    `registry` None means the demo registry. `ingest_consumers` is how many ingest identities (`_ingest`,
+    `_ingest-2`, ...) are made: a client id is its username in secure mode, so each consumer process needs one.
     """
 
     tls_port: int = DEFAULT_MQTT_TLS_PORT
     registry: Path | None = None
+    ingest_consumers: int = security.DEFAULT_INGEST_CONSUMERS
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, *, registry: Path | None = None) -> SecureBroker:
+    def from_env(
+        cls,
+        environ: dict[str, str] | None = None,
+        *,
+        registry: Path | None = None,
+        ingest_consumers: int = security.DEFAULT_INGEST_CONSUMERS,
+    ) -> SecureBroker:
         env = os.environ if environ is None else environ
-        return cls(int(env.get("DP_MQTT_TLS_PORT", DEFAULT_MQTT_TLS_PORT)), registry)
+        return cls(int(env.get("DP_MQTT_TLS_PORT", DEFAULT_MQTT_TLS_PORT)), registry, ingest_consumers)
 
     def registry_path(self) -> Path:
         if self.registry is not None:

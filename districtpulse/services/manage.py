@@ -105,7 +105,9 @@ def _ensure_credentials(endpoints: Endpoints, secure: SecureBroker, log: Log) ->
     """Generate what the secure broker needs from the registry; True if its passwords or ACL changed."""
     files = secure_files(endpoints)
     try:
-        changed = security.ensure(files.root, security.registry_gateways(secure.registry_path()))
+        changed = security.ensure(
+            files.root, security.registry_gateways(secure.registry_path()), ingest_consumers=secure.ingest_consumers
+        )
     except (security.SecurityError, OSError) as exc:
         raise ServiceError(f"cannot prepare the secure broker's credentials in {files.root}: {exc}") from exc
     log(f"mosquitto: secure mode, CA and client credentials in {files.root} (ACL from {secure.registry_path()})")

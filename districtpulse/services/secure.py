@@ -15,10 +15,18 @@ Layout, under `<state dir>/mosquitto/secure/` (mode 0700, every secret file 0600
     passwd                           Mosquitto's password file: PBKDF2-SHA512 hashes (`$7$`), no clear text
     acl                              Mosquitto's ACL file, regenerated from the registry on every `up`
 
-Users: one per gateway (the username is the gateway id) and two service users whose names start with `_`,
-which no registry id can (ids start with a letter or a digit), so they never collide with a gateway:
-`_ingest` reads every DistrictPulse topic (also through `$share/<group>/...` subscriptions) and `_probe` has
-no topic rights at all (it only proves that the broker authenticates clients, for `up` and `status`).
+Users: one per gateway (the username is the gateway id) and service users whose names start with `_`, which
+no registry id can (ids start with a letter or a digit), so they never collide with a gateway:
+`_ingest`, `_ingest-2`, ... (one per ingest consumer, `SecureBroker.ingest_consumers`) read every DistrictPulse
+topic (also through `$share/<group>/...` subscriptions) and write confirmations; `_dashboard` reads the
+gateways' statuses and writes alerts under `dp/alerts/#`; `_probe` has no topic rights at all (it only proves
+that the broker authenticates clients, for `up` and `status`).
+
+Identities are bound to client ids: the broker runs with `use_username_as_clientid`, so a client's session is
+its username's, whatever client id it sends. Without it, any authenticated gateway could connect with
+ingest's client id and take over its persistent session (its queued readings, which the ACL then refuses
+to deliver to the impostor: lost). The price is one connection per identity, hence one ingest user per
+consumer process of a share group.
 
 Secrets never go on a command line (visible in /proc to every user) nor in a log line: passwords are hashed
 here with the standard library, and only file paths are ever printed. Only the standard library is used;
@@ -42,9 +50,15 @@ from pathlib import Path
 from devices.topics import CONFIRM_FILTER
 
 INGEST_USER = "_ingest"
+DASHBOARD_USER = "_dashboard"
 PROBE_USER = "_probe"
-SERVICE_USERS = (INGEST_USER, PROBE_USER)
 TOPIC_ROOT = "dp/v1"
+#: Where the dashboard's alert notifier may publish in secure mode (`alerts.mqtt_topic` must be below it).
+ALERT_ROOT = "dp/alerts"
+#: Ingest identities generated when not told otherwise: a consumer and a second one (a share group of two,
+#: or a consumer and its replacement during a rolling restart).
+DEFAULT_INGEST_CONSUMERS = 2
+MAX_INGEST_CONSUMERS = 64
 
 #: Mosquitto 2.0's own defaults for `$7$` hashes (mosquitto_passwd): 101 iterations, 12 bytes of salt.
 PBKDF2_ITERATIONS = 101
@@ -59,6 +73,17 @@ _DIR_MODE = 0o700
 
 class SecurityError(RuntimeError):
     """Credentials could not be generated or read; the message says what to do."""
+
+
+def ingest_users(consumers: int = DEFAULT_INGEST_CONSUMERS) -> tuple[str, ...]:
+    """The ingest identities: `_ingest` for the first consumer, `_ingest-2` ... for the others."""
+    if not 1 <= consumers <= MAX_INGEST_CONSUMERS:
+        raise SecurityError(f"ingest consumers: 1 to {MAX_INGEST_CONSUMERS}, not {consumers}")
+    return (INGEST_USER, *(f"{INGEST_USER}-{n}" for n in range(2, consumers + 1)))
+
+
+def service_users(ingest_consumers: int = DEFAULT_INGEST_CONSUMERS) -> tuple[str, ...]:
+    return (*ingest_users(ingest_consumers), DASHBOARD_USER, PROBE_USER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,23 +199,32 @@ def gateway_grants(district: str, gateway: str) -> list[str]:
     return [f"topic write {root}/+/+", f"topic write {root}/status", f"topic read {root}/confirm"]
 
 
-def render_acl(gateways: Iterable[tuple[str, str]]) -> str:
+def render_acl(gateways: Iterable[tuple[str, str]], ingest_consumers: int = DEFAULT_INGEST_CONSUMERS) -> str:
     """Mosquitto's ACL file for (district, gateway) pairs; deterministic (sorted), so `up` can compare it.
 
-    With an `acl_file`, Mosquitto denies everything not granted here. The ingest user reads everything
+    With an `acl_file`, Mosquitto denies everything not granted here. The ingest users read everything
     under the root, and `$share/+/...` is granted too because Mosquitto 2.0 checks a shared subscription's
-    filter as written; it writes confirmations, and nothing else. Gateways get their own readings and status
-    topics to write and their own confirmations to read (no `pattern ... %u` line: a gateway id alone would
-    allow it under any district).
+    filter as written; they write confirmations, and nothing else. The dashboard reads statuses and writes
+    alerts. Gateways get their own readings and status topics to write and their own confirmations to read
+    (no `pattern ... %u` line: a gateway id alone would allow it under any district).
     """
     lines = [
         "# DistrictPulse topic ACL, generated from the registry by `districtpulse services up --secure`.",
         "# Do not edit: it is rewritten on every `up`.",
         "",
-        f"user {INGEST_USER}",
-        f"topic read {TOPIC_ROOT}/#",
-        f"topic read $share/+/{TOPIC_ROOT}/#",
-        f"topic write {CONFIRM_FILTER}",
+    ]
+    for user in ingest_users(ingest_consumers):
+        lines += [
+            f"user {user}",
+            f"topic read {TOPIC_ROOT}/#",
+            f"topic read $share/+/{TOPIC_ROOT}/#",
+            f"topic write {CONFIRM_FILTER}",
+            "",
+        ]
+    lines += [
+        f"user {DASHBOARD_USER}",
+        f"topic read {TOPIC_ROOT}/+/+/status",
+        f"topic write {ALERT_ROOT}/#",
         "",
         f"user {PROBE_USER}",
         "",
@@ -282,7 +316,9 @@ def _make_leaf(files: SecureFiles, cert: Path, key: Path, common_name: str, *, s
         ext.unlink(missing_ok=True)
 
 
-def ensure(root: Path, gateways: Iterable[tuple[str, str]]) -> bool:
+def ensure(
+    root: Path, gateways: Iterable[tuple[str, str]], *, ingest_consumers: int = DEFAULT_INGEST_CONSUMERS
+) -> bool:
     """Create what is missing under `root` for these (district, gateway) pairs; True if passwd/acl changed.
 
     Idempotent: the CA, certificates and passwords of existing users are kept (a gateway's credentials do not
@@ -292,7 +328,7 @@ def ensure(root: Path, gateways: Iterable[tuple[str, str]]) -> bool:
     pairs = list(gateways)
     _check_users(pairs)
     files = SecureFiles(root)
-    users = [*SERVICE_USERS, *sorted({gateway for _, gateway in pairs})]
+    users = [*service_users(ingest_consumers), *sorted({gateway for _, gateway in pairs})]
     # The folders are 0700 before anything is written in them, so a file that openssl creates with the
     # process umask is never readable by others, even before the chmod below makes every file 0600 too
     # (no os.umask: it is process-wide, and `up` runs inside long-lived, threaded processes).
@@ -315,7 +351,7 @@ def ensure(root: Path, gateways: Iterable[tuple[str, str]]) -> bool:
     if set(current) != set(users) or not all(verify_password(passwords[u], current[u]) for u in users):
         _write_secret(files.passwd, "".join(f"{u}:{hash_password(passwords[u])}\n" for u in users))
         changed = True
-    acl = render_acl(pairs)
+    acl = render_acl(pairs, ingest_consumers)
     if not files.acl.exists() or files.acl.read_text(encoding="utf-8") != acl:
         _write_secret(files.acl, acl)
         changed = True

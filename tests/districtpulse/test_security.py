@@ -17,15 +17,18 @@ from devices.wire import MAX_PACKET_BYTES
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.services.secure import (
+    DASHBOARD_USER,
     INGEST_USER,
     PROBE_USER,
     SecureFiles,
     SecurityError,
     ensure,
     hash_password,
+    ingest_users,
     read_passwd,
     registry_gateways,
     render_acl,
+    service_users,
     verify_password,
 )
 
@@ -88,6 +91,13 @@ def test_acl_grants_each_gateway_its_own_topics_and_only_ingest_writes_confirmat
         "topic read dp/v1/#",
         "topic read $share/+/dp/v1/#",
         "topic write dp/v1/+/+/confirm",
+        "user _ingest-2",  # one identity per ingest consumer: a client id is its username
+        "topic read dp/v1/#",
+        "topic read $share/+/dp/v1/#",
+        "topic write dp/v1/+/+/confirm",
+        "user _dashboard",
+        "topic read dp/v1/+/+/status",
+        "topic write dp/alerts/#",
         "user _probe",
         "user gw-n1",
         "topic write dp/v1/north/gw-n1/+/+",
@@ -103,6 +113,20 @@ def test_acl_grants_each_gateway_its_own_topics_and_only_ingest_writes_confirmat
         "topic read dp/v1/south/gw-s1/confirm",
     ]
     assert not any(line.startswith("pattern") for line in directives)
+
+
+def test_one_ingest_identity_per_consumer() -> None:
+    assert ingest_users(1) == ("_ingest",)
+    assert ingest_users(3) == ("_ingest", "_ingest-2", "_ingest-3")
+    assert service_users(1) == ("_ingest", "_dashboard", "_probe")
+    with pytest.raises(SecurityError, match="1 to 64"):
+        ingest_users(0)
+    acl = render_acl(PAIRS, ingest_consumers=3)
+    assert [line for line in acl.splitlines() if line.startswith("user _ingest")] == [
+        "user _ingest",
+        "user _ingest-2",
+        "user _ingest-3",
+    ]
 
 
 def test_a_gateway_in_two_districts_or_with_a_reserved_name_is_refused(tmp_path: Path) -> None:
@@ -125,7 +149,7 @@ def test_registry_gateways_lists_every_gateway_with_its_district() -> None:
 
 
 def test_every_secret_is_private_and_the_passwd_file_holds_no_clear_text(generated: SecureFiles) -> None:
-    users = [INGEST_USER, PROBE_USER, "gw-n1", "gw-n2", "gw-s1"]
+    users = [INGEST_USER, "_ingest-2", DASHBOARD_USER, PROBE_USER, "gw-n1", "gw-n2", "gw-s1"]
     secret_files = [generated.ca_key, generated.server_key, generated.passwd, generated.acl]
     secret_files += [generated.password_file(u) for u in users] + [generated.client_key(u) for u in users]
 
@@ -188,7 +212,7 @@ def test_ensure_is_idempotent_and_keeps_credentials_when_a_gateway_is_added(tmp_
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     changed = {p.relative_to(root).as_posix() for p in before if before[p] != after[p]}
     assert changed == {"passwd", "acl"}
-    assert sorted(read_passwd(files.passwd)) == sorted([INGEST_USER, PROBE_USER, "gw-n1", "gw-n2", "gw-s1"])
+    assert sorted(read_passwd(files.passwd)) == sorted([*service_users(), "gw-n1", "gw-n2", "gw-s1"])
     assert "topic write dp/v1/south/gw-s1/+/+" in files.acl.read_text(encoding="utf-8")
     creds = files.credentials("gw-s1")
     assert creds.username == "gw-s1" and len(creds.password()) == 32
@@ -212,6 +236,7 @@ def test_secure_mosquitto_conf_has_a_tls_listener_only_and_no_anonymous_clients(
     for directive in (
         "allow_anonymous false",
         "require_certificate true",
+        "use_username_as_clientid true",  # nobody takes over another identity's session
         f"cafile {root}/ca.crt",
         f"certfile {root}/server.crt",
         f"keyfile {root}/server.key",

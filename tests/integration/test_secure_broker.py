@@ -34,7 +34,7 @@ from devices.wire import encode_confirms
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.services import SecureBroker
-from districtpulse.services.secure import INGEST_USER, SecureFiles
+from districtpulse.services.secure import DASHBOARD_USER, INGEST_USER, SecureFiles, ingest_users
 from gateway.errors import BrokerUnavailable
 from gateway.publisher import BrokerConfig, Publisher, TlsConfig
 from tests.support.net import free_influx_port as _free_influx_port
@@ -137,20 +137,35 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
 
 
 class Subscriber:
-    """A paho client with TLS and the ingest user's credentials, collecting (topic, payload) in order."""
+    """A paho client with TLS and a user's credentials, collecting (topic, payload) in order.
 
-    def __init__(self, secure: Secure, user: str, topic_filter: str) -> None:
+    `session_expiry_s` > 0 makes a persistent session (as ingest's), kept by the broker under `client_id`
+    while the client is away; `disconnects` counts the connections the broker closed."""
+
+    def __init__(
+        self,
+        secure: Secure,
+        user: str,
+        topic_filter: str,
+        *,
+        client_id: str | None = None,
+        session_expiry_s: int = 0,
+    ) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.granted: queue.Queue[list[int]] = queue.Queue()
+        self.disconnects = 0
         files = secure.files
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"t-sub-{os.urandom(3).hex()}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"t-sub-{os.urandom(3).hex()}", protocol=mqtt.MQTTv5
         )
         client.username_pw_set(user, files.password_file(user).read_text(encoding="utf-8").strip())
         client.tls_set_context(services.tls_context(files.ca_cert, files.client_cert(user), files.client_key(user)))
         client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
         client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.granted.put([c.value for c in codes])
-        client.connect("127.0.0.1", secure.broker.tls_port)
+        client.on_disconnect = lambda *_: setattr(self, "disconnects", self.disconnects + 1)
+        properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = session_expiry_s
+        client.connect("127.0.0.1", secure.broker.tls_port, clean_start=session_expiry_s == 0, properties=properties)
         client.loop_start()
         client.subscribe(topic_filter, qos=1)
         self.client = client
@@ -195,8 +210,9 @@ def _refusal(config: BrokerConfig, timeout: float = 2.0) -> str:
 
 
 def test_a_gateway_publishes_under_its_own_prefix_only(secure: Secure, subscribers: list[Subscriber]) -> None:
+    # Two connections at once: two ingest identities (one connection per identity in secure mode).
     everything = Subscriber(secure, INGEST_USER, "dp/v1/#")
-    shared = Subscriber(secure, INGEST_USER, "$share/sxgroup/dp/v1/+/+/+/+")
+    shared = Subscriber(secure, ingest_users()[1], "$share/sxgroup/dp/v1/+/+/+/+")
     subscribers += [everything, shared]
     assert everything.reason_codes == [1] and shared.reason_codes == [1]  # granted QoS 1
     own = "dp/v1/sxa/sx-g1/sx-dev1/electricity_meter"
@@ -250,15 +266,15 @@ def test_only_ingest_writes_confirmations_and_a_gateway_reads_only_its_own(
 ) -> None:
     """A confirmation makes a gateway delete readings: nobody but ingest may write one, and a gateway reads
     only its own (another's would tell it nothing, and the ACL says so)."""
-    own = Subscriber(secure, "sx-g1", "dp/v1/sxa/sx-g1/confirm")
-    nosy = Subscriber(secure, "sx-g2", "dp/v1/sxa/sx-g1/confirm")
-    subscribers += [own, nosy]
     confirm = encode_confirms({"sx-dev1": [(0, 9)]}, by=INGEST_USER, ts_ms=1)[0]
-
     with Publisher(secure.broker_config("sx-g1")) as gateway:  # a gateway confirming its own readings
         gateway.publish("dp/v1/sxa/sx-g1/confirm", b'{"v":1,"confirmed":{"sx-dev1":[[0,99]]}}')
         assert gateway.wait_acked(WAIT_S)
         assert (gateway.rejected, dict(gateway.reasons)) == (1, {0x87: 1})  # "Not authorized"
+    # Subscribed afterwards: one connection per identity (the publisher above was sx-g1 too).
+    own = Subscriber(secure, "sx-g1", "dp/v1/sxa/sx-g1/confirm")
+    nosy = Subscriber(secure, "sx-g2", "dp/v1/sxa/sx-g1/confirm")
+    subscribers += [own, nosy]
     with Publisher(secure.broker_config(INGEST_USER)) as ingest:
         ingest.publish("dp/v1/sxa/sx-g1/confirm", confirm)
         assert ingest.wait_acked(WAIT_S)
@@ -267,6 +283,84 @@ def test_only_ingest_writes_confirmations_and_a_gateway_reads_only_its_own(
     assert own.take_until(confirm) == [("dp/v1/sxa/sx-g1/confirm", confirm)]
     nosy.sync()
     assert nosy.messages.empty()
+
+
+# --- identities ----------------------------------------------------------------------------------------
+
+
+def test_a_gateway_sending_ingests_client_id_cannot_take_over_its_session(
+    secure: Secure, subscribers: list[Subscriber]
+) -> None:
+    """A client id is its username: a gateway that connects with ingest's client id gets a session of its
+    own, so ingest stays connected and keeps its persistent session, queued readings included.
+
+    On a broker that trusts the client id, the impostor's CONNECT disconnects ingest and takes its session
+    over: the readings queued for ingest are offered to the impostor, refused by the ACL, and lost."""
+    ingest_id = "districtpulse-ingest"  # ingest's default client id: known to everyone
+    topic = "dp/v1/sxa/sx-g1/sx-dev1/electricity_meter"
+    ingest = Subscriber(secure, INGEST_USER, "dp/v1/sxa/#", client_id=ingest_id, session_expiry_s=600)
+    subscribers.append(ingest)
+    with Publisher(secure.broker_config("sx-g1")) as gateway:
+        gateway.publish(topic, b"live-1")
+        assert gateway.wait_acked(WAIT_S)
+        assert ingest.take_until(b"live-1") == [(topic, b"live-1")]
+
+        impostor = Subscriber(secure, "sx-g2", "dp/v1/sxa/#", client_id=ingest_id, session_expiry_s=600)
+        subscribers.append(impostor)
+        gateway.publish(topic, b"live-2")
+        assert gateway.wait_acked(WAIT_S)
+        assert ingest.take_until(b"live-2") == [(topic, b"live-2")]
+        assert ingest.disconnects == 0
+
+        ingest.close()  # ingest away (a restart): its session keeps what arrives meanwhile
+        impostor.close()
+        impostor = Subscriber(secure, "sx-g2", "dp/v1/sxa/#", client_id=ingest_id, session_expiry_s=600)
+        subscribers.append(impostor)
+        gateway.publish(topic, b"queued-1")
+        assert gateway.wait_acked(WAIT_S)
+        impostor.sync()
+        assert impostor.messages.empty()  # neither the live readings nor ingest's queue went to the impostor
+    back = Subscriber(secure, INGEST_USER, "dp/v1/sxa/#", client_id="another-id", session_expiry_s=600)
+    subscribers.append(back)
+    assert back.take_until(b"queued-1") == [(topic, b"queued-1")]  # the same session: its username's
+
+
+def test_two_connections_of_one_identity_are_one_session(secure: Secure, subscribers: list[Subscriber]) -> None:
+    """The price of binding: one connection per identity. A second `_ingest` connection replaces the first
+    (which is why each ingest consumer has a user of its own); `_ingest-2` beside it is not touched."""
+    first = Subscriber(secure, INGEST_USER, "dp/v1/sxa/#")
+    other = Subscriber(secure, ingest_users()[1], "dp/v1/sxa/#")
+    subscribers += [first, other]
+    first.client.reconnect_delay_set(60, 60)  # replaced, it stays away for the rest of the test
+    second = Subscriber(secure, INGEST_USER, "dp/v1/sxa/#")
+    subscribers.append(second)
+    deadline = time.monotonic() + WAIT_S
+    while first.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (first.disconnects, other.disconnects, second.disconnects) == (1, 0, 0)
+
+
+def test_the_dashboard_reads_statuses_and_writes_alerts_only(secure: Secure, subscribers: list[Subscriber]) -> None:
+    status_topic = "dp/v1/sxa/sx-g1/status"
+    reading_topic = "dp/v1/sxa/sx-g1/sx-dev1/electricity_meter"
+    dashboard = Subscriber(secure, DASHBOARD_USER, "dp/v1/#")
+    subscribers.append(dashboard)
+    with Publisher(secure.broker_config("sx-g1")) as gateway:
+        gateway.publish(reading_topic, b"reading")
+        gateway.publish(status_topic, b'{"state": "online"}')
+        assert gateway.wait_acked(WAIT_S)
+    assert dashboard.take_until(b'{"state": "online"}') == [(status_topic, b'{"state": "online"}')]
+    dashboard.sync()
+    assert dashboard.messages.empty()  # the reading was not delivered to the dashboard
+    dashboard.close()  # one connection per identity: the publisher below is the dashboard too
+
+    with Publisher(secure.broker_config(DASHBOARD_USER)) as publisher:
+        publisher.publish("dp/alerts/sxa", b"alert")
+        publisher.publish(reading_topic, b"forged reading")
+        publisher.publish("dp/v1/sxa/sx-g1/confirm", b"forged confirmation")
+        assert publisher.wait_acked(WAIT_S)
+        # The alert is accepted ("No matching subscribers"), the forged reading and confirmation refused.
+        assert (publisher.acked, publisher.rejected, dict(publisher.reasons)) == (3, 2, {0x10: 1, 0x87: 2})
 
 
 # --- refused connections -------------------------------------------------------------------------------
