@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from aggregation import savings_cli
 from aggregation.jobs.daily import run_cycle
 from devices import Registry, demo_registry_path
 from devices.endpoints import Endpoints
+from devices.secrets import SecretFileError, read_secret
 from storage.influx import InfluxConfig, InfluxV1
 
 __all__ = ["Command", "aggregate", "savings"]
@@ -37,6 +39,13 @@ def add_aggregate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--registry", type=Path, default=demo_registry_path())
     p.add_argument("--influx-url", default=env.influx_url)
     p.add_argument("--influx-db", default=env.influx_db)
+    p.add_argument("--influx-user", default=env.influx_username, help="default: DP_INFLUX_USERNAME")
+    p.add_argument(
+        "--influx-password-file",
+        type=Path,
+        default=env.influx_password_file,
+        help="the password in a file only you can read (default: DP_INFLUX_PASSWORD_FILE); never on the command line",
+    )
     p.add_argument("--days", type=int, default=7, help="allowed lateness: local days recomputed when data changes")
     p.add_argument("--final-after-hours", type=float, default=48.0, help="a day is final this long after it ends")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between cycles")
@@ -56,7 +65,9 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with InfluxV1(InfluxConfig(url=args.influx_url, database=args.influx_db)) as influx:
+    password = read_secret(args.influx_password_file, "--influx-password-file") if args.influx_password_file else None
+    config = InfluxConfig(url=args.influx_url, database=args.influx_db, username=args.influx_user, password=password)
+    async with InfluxV1(config) as influx:
         while True:
             report = await run_cycle(
                 influx,
@@ -82,7 +93,11 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
-    return asyncio.run(_main(args))
+    try:
+        return asyncio.run(_main(args))
+    except SecretFileError as exc:
+        print(f"aggregate: {exc}", file=sys.stderr)
+        return 2
 
 
 aggregate = Command(add_aggregate_arguments, run_aggregate)

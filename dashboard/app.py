@@ -66,6 +66,7 @@ from dashboard.sources import (
 )
 from dashboard.throttle import Lockout, LoginThrottle
 from devices import Registry
+from devices.tls import client_context
 from storage.influx import InfluxConfig
 
 log = logging.getLogger(__name__)
@@ -560,7 +561,7 @@ def create_app(
             cfg = config.influx
             influx = InfluxSource(
                 InfluxConfig(
-                    url=cfg.url, database=cfg.database, username=cfg.username, password=cfg.password, timeout=10
+                    url=cfg.url, database=cfg.database, username=cfg.username, password=cfg.secret(), timeout=10
                 )
             )
             source = influx
@@ -572,7 +573,12 @@ def create_app(
                 list(reg.districts) if status_source is None else [],
                 client_id=config.mqtt.client_id,
                 username=config.mqtt.username,
-                password=config.mqtt.password,
+                password=config.mqtt.secret(),
+                tls=(
+                    client_context(config.mqtt.ca_file, config.mqtt.cert_file, config.mqtt.key_file)
+                    if config.mqtt.ca_file is not None
+                    else None
+                ),
             )
             await link.start()  # up to 3 s for the connection and the retained statuses behind it
             status_source = status_source or link

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from devices import DeviceKind, demo_registry_path
 from devices.endpoints import Endpoints
 from devices.problems import describe
+from devices.secrets import check_secret_file, read_secret
 
 Severity = Literal["critical", "warning", "info"]
 Role = Literal["operator", "viewer"]
@@ -252,19 +253,56 @@ class DashboardSection(_Model):
         return value
 
 
+def _one_secret(password: str | None, password_file: Path | None) -> None:
+    if password_file is None:
+        return
+    if password is not None:
+        raise ValueError("password and password_file are both set: keep one (the file keeps it out of the config)")
+    check_secret_file(password_file, "password_file")
+
+
 class InfluxSection(_Model):
     url: str
     database: str
+    #: In secure mode the `reader` user (READ only); default DP_INFLUX_USERNAME / DP_INFLUX_PASSWORD_FILE.
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
+    #: The password in a file only its owner reads (devices.secrets), instead of `password`.
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secret_from_one_place(self) -> Self:
+        _one_secret(self.password, self.password_file)
+        return self
+
+    def secret(self) -> str | None:
+        return read_secret(self.password_file, "influx.password_file") if self.password_file else self.password
 
 
 class MqttSection(_Model):
     host: str
     port: int
     client_id: str = "districtpulse-dashboard"
+    #: In secure mode `_dashboard`: its client id is its username there, so one dashboard per identity.
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+    #: TLS towards the broker (secure mode): on when `ca_file` is set; a client certificate needs its key.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _one_secret(self.password, self.password_file)
+        if (self.cert_file is not None or self.key_file is not None) and self.ca_file is None:
+            raise ValueError("cert_file and key_file need ca_file (TLS is on when ca_file is set)")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a TLS client certificate needs both cert_file and key_file")
+        return self
+
+    def secret(self) -> str | None:
+        return read_secret(self.password_file, "mqtt.password_file") if self.password_file else self.password
 
 
 class KpiSection(_Model):
@@ -300,7 +338,10 @@ class DashboardConfig(_Model):
         raw.setdefault("mqtt", {})
         influx, mqtt = raw["influx"], raw["mqtt"]
         if isinstance(influx, dict):
-            raw["influx"] = {"url": env.influx_url, "database": env.influx_db} | influx
+            defaults: dict[str, object] = {"url": env.influx_url, "database": env.influx_db}
+            if env.influx_username and not {"username", "password", "password_file"} & set(influx):
+                defaults |= {"username": env.influx_username, "password_file": env.influx_password_file}
+            raw["influx"] = defaults | influx
         if isinstance(mqtt, dict):
             raw["mqtt"] = {"host": env.mqtt_host, "port": env.mqtt_port} | mqtt
         try:
@@ -326,4 +367,13 @@ class DashboardConfig(_Model):
             for key in ("registry", "quarantine"):
                 if isinstance(section.get(key), str):
                     section[key] = str(base / section[key])
+        for name, keys in (
+            ("influx", ("password_file",)),
+            ("mqtt", ("password_file", "ca_file", "cert_file", "key_file")),
+        ):
+            table = raw.get(name)
+            if isinstance(table, dict):
+                for key in keys:
+                    if isinstance(table.get(key), str):
+                        table[key] = str(base / table[key])
         return cls.from_mapping(raw, source=str(path))

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -53,14 +54,17 @@ class BrokerLink:
         username: str | None = None,
         password: str | None = None,
         keepalive_s: int = 30,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.filters = [f"dp/v1/{d}/+/status" for d in districts]
         # A random suffix: two dashboards (or a dashboard restarted before the broker noticed the old one left)
         # must not take each other's session over. The session is clean: nothing is kept for it in the broker.
+        # (A secure broker replaces any client id with the username: there, one dashboard per identity.)
         self.client_id = f"{client_id}-{secrets.token_hex(4)}"
         self.username, self.password = username, password
         self.keepalive_s = keepalive_s
+        self.tls = tls
         self.connected = asyncio.Event()
         self.connects = 0
         self._status: dict[str, GatewayStatus] = {}
@@ -118,6 +122,7 @@ class BrokerLink:
                     protocol=aiomqtt.ProtocolVersion.V5,
                     keepalive=self.keepalive_s,
                     clean_start=True,
+                    tls_context=self.tls,
                 ) as client:
                     if self.filters:
                         await client.subscribe([(f, 1) for f in self.filters])

@@ -5,7 +5,9 @@ influxdb` starts the *system* services on 1883 and 8086, and the project's own s
 with (or silently talk to) those.
 
 Every value can be overridden by an environment variable, which is how CI, the Makefile and the tests point
-all components at the same services.
+all components at the same services. The database's credentials too: `DP_INFLUX_USERNAME` and
+`DP_INFLUX_PASSWORD_FILE` (a file only its owner reads, `devices.secrets`: never the password itself in the
+environment, which /proc shows to the same user's processes and many tools dump).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Endpoints:
     influx_port: int
     influx_db: str
     state_dir: Path
+    influx_username: str | None = None
+    influx_password_file: Path | None = None
 
     @property
     def influx_url(self) -> str:
@@ -44,4 +48,6 @@ class Endpoints:
             influx_port=int(env.get("DP_INFLUX_PORT", DEFAULT_INFLUX_PORT)),
             influx_db=env.get("DP_INFLUX_DB", DEFAULT_INFLUX_DB),
             state_dir=Path(env.get("DP_STATE_DIR", Path.cwd() / ".services")).resolve(),
+            influx_username=env.get("DP_INFLUX_USERNAME") or None,
+            influx_password_file=Path(env["DP_INFLUX_PASSWORD_FILE"]) if env.get("DP_INFLUX_PASSWORD_FILE") else None,
         )

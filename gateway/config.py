@@ -44,6 +44,7 @@ from typing import Annotated, Any, Literal
 
 from devices.endpoints import Endpoints
 from devices.registry import RegistryError, gateway_devices
+from devices.secrets import SecretFileError, read_secret
 from devices.tables import Bounds, Check, TableError, load_toml
 from devices.topics import check_id
 from devices.wire import MAX_READINGS_PER_BATCH
@@ -215,11 +216,10 @@ class GatewayConfig:
         """Read from `password_file` (never logged, never in the config file itself)."""
         if self.mqtt.password_file is None:
             return None
-        path = self._resolve(self.mqtt.password_file)
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from exc
+            return read_secret(self._resolve(self.mqtt.password_file), "mqtt.password_file")
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def tls(self) -> TlsConfig | None:
         """The TLS settings with paths resolved, or None for a plain-text connection."""

@@ -46,6 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.backoff import EQUAL, Backoff
+from devices.tls import TlsFilesError, client_context
 from gateway.errors import BrokerUnavailable, ConfigError, PublishFailed
 
 log = logging.getLogger(__name__)
@@ -85,24 +86,12 @@ class TlsConfig:
 
     def context(self) -> ssl.SSLContext:
         """A client context: certificate and host name verified, TLS 1.2 at least; ConfigError if unusable."""
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ConfigError("a TLS client certificate needs both cert_file and key_file")
         try:
-            context = ssl.create_default_context(
-                ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file) if self.ca_file is not None else None
-            )
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.sslsocket_class = _ClosingSSLSocket
-            if self.cert_file is not None and self.key_file is not None:
-                context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, PermissionError, a PEM that does not parse
-            raise ConfigError(f"cannot load the TLS files {self._files()}: {exc}") from exc
+            context = client_context(self.ca_file, self.cert_file, self.key_file)
+        except TlsFilesError as exc:
+            raise ConfigError(str(exc)) from exc
+        context.sslsocket_class = _ClosingSSLSocket
         return context
-
-    def _files(self) -> str:
-        return (
-            ", ".join(str(p) for p in (self.ca_file, self.cert_file, self.key_file) if p is not None) or "(system CAs)"
-        )
 
 
 @dataclass(frozen=True, slots=True)

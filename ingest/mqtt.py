@@ -64,6 +64,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.tls import client_context
 from devices.wire import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,8 @@ class MqttSource:
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
-        if config.ca_file is not None:
-            client.tls_set(
-                ca_certs=str(config.ca_file),
-                certfile=str(config.cert_file) if config.cert_file else None,
-                keyfile=str(config.key_file) if config.key_file else None,
-            )
+        if config.ca_file is not None:  # the broker verified as every component does (devices.tls)
+            client.tls_set_context(client_context(config.ca_file, config.cert_file, config.key_file))
         # What ingest publishes (confirmations to the gateways) is bounded too: at most this many wait in paho
         # for their PUBACK; past that `publish` refuses and the confirmation is counted as dropped (its gateway
         # publishes those readings again after its timeout, and they are confirmed then). paho 2.2's

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devices import demo_registry_path
 from devices.endpoints import Endpoints
+from devices.secrets import check_secret_file, read_secret
 from devices.wire import MAX_PACKET_BYTES
 from ingest.mqtt import DEFAULT_MAXIMUM_PACKET_SIZE, MqttConfig
 from ingest.pipeline import IngestSettings
@@ -68,6 +69,8 @@ class MqttSection(_Section):
     keepalive: int = Field(default=30, ge=5)
     username: str | None = None
     password: SecretStr | None = None
+    #: The password in a file only its owner reads (devices.secrets), instead of `password`.
+    password_file: Path | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -82,6 +85,11 @@ class MqttSection(_Section):
             )
         return value
 
+    @model_validator(mode="after")
+    def _secret_from_one_place(self) -> MqttSection:
+        _one_secret(self, "password", "password_file")
+        return self
+
 
 class InfluxSection(_Section):
     #: "auto" asks /ping for X-Influxdb-Version; "1" speaks /write with database + retention policy,
@@ -90,20 +98,46 @@ class InfluxSection(_Section):
     url: str = Field(default_factory=lambda: _env().influx_url)
     database: str = Field(default_factory=lambda: _env().influx_db, min_length=1)
     retention_policy: str | None = None
-    username: str | None = None
+    username: str | None = Field(default_factory=lambda: _env().influx_username)
     password: SecretStr | None = None
+    #: The password in a file only its owner reads (devices.secrets), instead of `password`; `token_file` the same
+    #: for `token` (2.x). Default: DP_INFLUX_USERNAME and DP_INFLUX_PASSWORD_FILE, as every component.
+    password_file: Path | None = Field(default_factory=lambda: _env().influx_password_file)
     org: str | None = None
     bucket: str | None = None
     token: SecretStr | None = None
+    token_file: Path | None = None
     timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _v2_needs_credentials(self) -> InfluxSection:
         if self.version == "2":
-            missing = [name for name in ("org", "bucket", "token") if getattr(self, name) is None]
+            missing = [name for name in ("org", "bucket") if getattr(self, name) is None]
+            missing += ["token"] if self.token is None and self.token_file is None else []
             if missing:
                 raise ValueError(f"influx.version = 2 needs {', '.join(missing)}")
+        _one_secret(self, "password", "password_file")
+        _one_secret(self, "token", "token_file")
         return self
+
+
+def _one_secret(section: BaseModel, value: str, file: str) -> None:
+    """At most one of a secret and its file; the file usable now (not read into the settings: see `runtime`)."""
+    path = getattr(section, file)
+    if path is None:
+        return
+    if getattr(section, value) is not None:
+        raise ValueError(f"{value} and {file} are both set: keep one (the file keeps the secret out of the config)")
+    check_secret_file(path, file)
+
+
+def _revealed(section: BaseModel, value: str, file: str) -> str | None:
+    """The secret of `value`, or read from `file`; only ever called when the runtime settings are made."""
+    path = getattr(section, file)
+    if path is not None:
+        return read_secret(path, file)
+    secret = getattr(section, value)
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else None
 
 
 class MetricsSection(_Section):
@@ -177,9 +211,20 @@ class IngestConfig(BaseSettings):
             self,
             unused={"metrics"},  # the metrics endpoint is the CLI's, not the pipeline's
             mqtt=_handed(
-                MqttConfig, m, subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json"
+                MqttConfig,
+                m,
+                unused={"password_file"},
+                subscriptions_file=self.quarantine.parent / f"subscriptions-{m.client_id}.json",
+                password=_revealed(m, "password", "password_file"),
             ),
-            influx=_handed(InfluxConfig, i, unused={"timeout_s"}, timeout=i.timeout_s),
+            influx=_handed(
+                InfluxConfig,
+                i,
+                unused={"timeout_s", "password_file", "token_file"},
+                timeout=i.timeout_s,
+                password=_revealed(i, "password", "password_file"),
+                token=_revealed(i, "token", "token_file"),
+            ),
         )
 
     def summary(self) -> dict[str, object]:

@@ -12,14 +12,15 @@ Why the project starts its own services instead of using the system ones:
 Secure mode (`up --secure`, `SecureBroker`) runs the same Mosquitto with a TLS-only listener on its own port
 (DP_MQTT_TLS_PORT), client certificates, passwords and per-gateway topic ACLs generated from the registry by
 `districtpulse.services.secure`; the probes then authenticate as the broker's `_probe` user, which may touch no
-topic.
+topic. InfluxDB then runs with authentication: users admin, writer and reader (`database`).
 
 The rooms of this package:
 
     layout      what derives from the endpoints: files, ports, command lines, the rendered configs
     processes   installing the Debian packages, starting, recognising and stopping our processes
-    probes      is it up: a real MQTT CONNECT/CONNACK (paho) and InfluxDB's /ping and /query (storage's client)
-    secure      secure mode's CA, certificates, passwords and ACL, generated from the registry
+    probes      is it up: a real MQTT CONNECT/CONNACK (paho) and InfluxDB's /ping (storage's client)
+    database    the database `up` prepares, and in secure mode InfluxDB's admin, writer and reader users
+    secure      secure mode's CA, certificates, passwords and ACL (from the registry), and the database's passwords
     manage      up, down, status, wait_ready: the above in order, under a lock per state dir
     cli         `districtpulse services up|down|status`
     templates/  the Mosquitto and InfluxDB config templates
@@ -34,6 +35,7 @@ from districtpulse.services.layout import (
     SecureBroker,
     ServiceError,
     ServiceStatus,
+    influx_secrets,
     render_influxdb_conf,
     render_mosquitto_conf,
     secure_files,
@@ -50,6 +52,7 @@ __all__ = [
     "format_status",
     "influx_ping",
     "influx_query",
+    "influx_secrets",
     "mqtt_handshake",
     "render_influxdb_conf",
     "render_mosquitto_conf",

@@ -120,6 +120,11 @@ def _mosquitto(endpoints: Endpoints, secure: SecureBroker | None = None) -> _Ser
     )
 
 
+def influx_secrets(endpoints: Endpoints) -> security.InfluxSecrets:
+    """Where `up --secure` keeps the passwords of the InfluxDB users of this state dir."""
+    return security.InfluxSecrets(_state_dir(endpoints) / "influxdb" / "secure")
+
+
 def _influxdb(endpoints: Endpoints) -> _Service:
     home = _state_dir(endpoints) / "influxdb"
     config = home / "influxdb.conf"
@@ -202,10 +207,11 @@ def render_mosquitto_conf(endpoints: Endpoints, secure: SecureBroker | None = No
     )
 
 
-def render_influxdb_conf(endpoints: Endpoints) -> str:
-    """The database's config for these endpoints (pure: writes nothing)."""
+def render_influxdb_conf(endpoints: Endpoints, secure: SecureBroker | None = None) -> str:
+    """The database's config for these endpoints (pure: writes nothing); with authentication in secure mode."""
     meta, data, wal = _influxdb(endpoints).data_dirs
     return _template("influxdb.conf.in").substitute(
+        auth_enabled="true" if secure is not None else "false",
         http_port=endpoints.influx_port,
         rpc_port=_influx_rpc_port(endpoints),
         meta_dir=_toml_string(meta),
@@ -218,7 +224,7 @@ def _render(service: _Service, endpoints: Endpoints, secure: SecureBroker | None
     if service.name == "mosquitto":
         # The one-argument call for the plain config: a test replaces render_mosquitto_conf with its own.
         return render_mosquitto_conf(endpoints) if secure is None else render_mosquitto_conf(endpoints, secure)
-    return render_influxdb_conf(endpoints)
+    return render_influxdb_conf(endpoints) if secure is None else render_influxdb_conf(endpoints, secure)
 
 
 def _require_loopback(endpoints: Endpoints) -> None:

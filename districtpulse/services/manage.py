@@ -10,6 +10,7 @@ from pathlib import Path
 
 from districtpulse.config import Endpoints
 from districtpulse.services import secure as security
+from districtpulse.services.database import create_database, prepare_secure_database
 from districtpulse.services.layout import (
     Log,
     SecureBroker,
@@ -19,9 +20,10 @@ from districtpulse.services.layout import (
     _require_loopback,
     _Service,
     _services,
+    influx_secrets,
     secure_files,
 )
-from districtpulse.services.probes import PROBE_ERRORS, create_database, probe
+from districtpulse.services.probes import PROBE_ERRORS, probe
 from districtpulse.services.processes import (
     _ensure_binaries,
     _is_ours,
@@ -108,9 +110,12 @@ def _ensure_credentials(endpoints: Endpoints, secure: SecureBroker, log: Log) ->
         changed = security.ensure(
             files.root, security.registry_gateways(secure.registry_path()), ingest_consumers=secure.ingest_consumers
         )
+        database = security.ensure_influx_secrets(influx_secrets(endpoints).root)
     except (security.SecurityError, OSError) as exc:
-        raise ServiceError(f"cannot prepare the secure broker's credentials in {files.root}: {exc}") from exc
+        raise ServiceError(f"cannot prepare the secure mode's credentials in {files.root}: {exc}") from exc
     log(f"mosquitto: secure mode, CA and client credentials in {files.root} (ACL from {secure.registry_path()})")
+    users = ", ".join(security.INFLUX_USERS)
+    log(f"influxdb: secure mode, authentication on, the passwords of {users} in {database.root}")
     return changed
 
 
@@ -155,8 +160,11 @@ def up(
             for service in to_start:
                 _start(service, endpoints, binaries[service.binary], log, secure)
         wait_ready(endpoints, secure=secure, only=only)
-        if only is None or "influxdb" in only:
+        if (only is None or "influxdb" in only) and secure is None:
             create_database(endpoints)
+        elif only is None or "influxdb" in only:
+            for done in prepare_secure_database(endpoints, influx_secrets(endpoints)):
+                log(f"influxdb: {done}")
     if only is not None:
         log(f"services: ready ({', '.join(sorted(only))})")
         return

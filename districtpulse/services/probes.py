@@ -1,8 +1,8 @@
-"""Is it up: a real MQTT CONNECT/CONNACK, and InfluxDB's /ping and /query.
+"""Is it up: a real MQTT CONNECT/CONNACK, and InfluxDB's /ping.
 
 An open port alone does not prove that a broker accepts clients, so the broker probe is a whole MQTT handshake
-through paho, the client the gateway and ingest use (TLS and a password in secure mode). The database probe and
-the `CREATE DATABASE` of `up` go through storage's InfluxDB client, the one ingest and the jobs use, so a
+through paho, the client the gateway and ingest use (TLS and a password in secure mode). The database probe
+(and `influx_query`) go through storage's InfluxDB client, the one ingest and the jobs use, so a
 service that `up` calls ready answers the components exactly as it answered the probe.
 """
 
@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.tls import TlsFilesError, client_context
 from districtpulse.config import Endpoints
 from districtpulse.services import secure as security
 from districtpulse.services.layout import SecureBroker, ServiceError, _Service, secure_files
@@ -28,11 +29,7 @@ from storage.influx import InfluxConfig, InfluxV1
 
 def tls_context(ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None) -> ssl.SSLContext:
     """Verify the broker against `ca_file` (host name included); present a client certificate if given."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert_file is not None:
-        context.load_cert_chain(str(cert_file), str(key_file) if key_file is not None else None)
-    return context
+    return client_context(ca_file, cert_file, key_file)
 
 
 def mqtt_handshake(
@@ -109,19 +106,6 @@ def influx_query(endpoints: Endpoints, query: str, *, database: str | None = Non
         raise ServiceError(f"InfluxDB query {query!r} failed: {exc}") from exc
 
 
-def create_database(endpoints: Endpoints) -> None:
-    """CREATE DATABASE is idempotent in InfluxDB 1.x: safe on every `up`."""
-
-    async def create() -> None:
-        async with _influx(endpoints, 5.0) as influx:
-            await influx.create_database()
-
-    try:
-        asyncio.run(create())
-    except StorageError as exc:
-        raise ServiceError(f"cannot create the database {endpoints.influx_db!r}: {exc}") from exc
-
-
 def probe(service: _Service, endpoints: Endpoints, timeout: float, secure: SecureBroker | None = None) -> str | None:
     """Raises if the service does not answer; returns the version when the protocol tells it."""
     if service.name == "mosquitto" and secure is not None:
@@ -142,4 +126,4 @@ def probe(service: _Service, endpoints: Endpoints, timeout: float, secure: Secur
     return influx_ping(endpoints.influx_host, endpoints.influx_port, timeout)
 
 
-PROBE_ERRORS = (OSError, ServiceError, security.SecurityError)
+PROBE_ERRORS = (OSError, ServiceError, security.SecurityError, TlsFilesError)

@@ -1,4 +1,5 @@
-"""Credentials for the secure broker: a local CA, TLS certificates, passwords and topic ACLs.
+"""Credentials for secure mode: the broker's local CA, TLS certificates, passwords and topic ACLs, and the
+database's users.
 
 `districtpulse services up --secure` starts Mosquitto with TLS only, no anonymous clients, a password per
 client and an ACL that lets each gateway publish only under its own prefix `dp/v1/<district>/<gateway>/#`.
@@ -27,6 +28,11 @@ its username's, whatever client id it sends. Without it, any authenticated gatew
 ingest's client id and take over its persistent session (its queued readings, which the ACL then refuses
 to deliver to the impostor: lost). The price is one connection per identity, hence one ingest user per
 consumer process of a share group.
+
+InfluxDB (secure mode runs it with `auth-enabled`) has three users, their passwords under
+`<state dir>/influxdb/secure/` (0700, files `<user>.password` 0600): `admin` (all privileges: `up` creates the
+database and the users with it, nothing else uses it), `writer` (ALL on the project's database: ingest and the
+aggregation jobs, which read readings and write KPIs) and `reader` (READ: the dashboard, Grafana).
 
 Secrets never go on a command line (visible in /proc to every user) nor in a log line: passwords are hashed
 here with the standard library, and only file paths are ever printed. Only the standard library is used;
@@ -359,6 +365,48 @@ def ensure(
         if path.is_file():
             path.chmod(_SECRET_MODE)
     return changed
+
+
+# --- the database's users ------------------------------------------------------------------------------
+
+INFLUX_ADMIN = "admin"
+INFLUX_WRITER = "writer"
+INFLUX_READER = "reader"
+INFLUX_USERS = (INFLUX_ADMIN, INFLUX_WRITER, INFLUX_READER)
+#: The privilege of each non-admin user on the project's database.
+INFLUX_GRANTS = {INFLUX_WRITER: "ALL", INFLUX_READER: "READ"}
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxSecrets:
+    """Where the InfluxDB users' passwords are (pure: creating it writes nothing)."""
+
+    root: Path
+
+    def password_file(self, user: str) -> Path:
+        return self.root / f"{user}.password"
+
+    def password(self, user: str) -> str:
+        try:
+            return self.password_file(user).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecurityError(
+                f"no InfluxDB password for {user!r} ({self.password_file(user)}: {exc.strerror}); "
+                "run `districtpulse services up --secure`"
+            ) from exc
+
+
+def ensure_influx_secrets(root: Path) -> InfluxSecrets:
+    """Create the missing passwords of the InfluxDB users (existing ones are kept: the database has them)."""
+    root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    root.chmod(_DIR_MODE)
+    found = InfluxSecrets(root)
+    for user in INFLUX_USERS:
+        path = found.password_file(user)
+        if not path.exists():
+            _write_secret(path, secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
+        path.chmod(_SECRET_MODE)
+    return found
 
 
 def registry_gateways(registry_path: Path) -> list[tuple[str, str]]:

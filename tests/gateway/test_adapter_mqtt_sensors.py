@@ -126,7 +126,7 @@ def test_units_are_converted_to_the_kinds() -> None:
             "s1 is a building_sensor in the registry",
         ),
         ({"sensor": [sensor()], "password_file": "pw"}, (), "password_file needs a username"),
-        ({"sensor": [sensor()], "username": "u", "password_file": "nope"}, (), "cannot read password_file"),
+        ({"sensor": [sensor()], "username": "u", "password_file": "nope"}, (), "password_file: cannot read"),
         ({"sensor": [sensor()], "messages": "nope.jsonl"}, (), "no such file"),
     ],
 )

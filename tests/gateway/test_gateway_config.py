@@ -39,6 +39,7 @@ def test_defaults_and_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_the_registry_gives_the_district_and_the_devices(tmp_path: Path, registry_text: Callable[[str], str]) -> None:
     (tmp_path / "registry.toml").write_text(registry_text("dx"))
     (tmp_path / "secret").write_text("s3cret\n")
+    (tmp_path / "secret").chmod(0o600)  # a secret file only its owner reads (devices.secrets)
     config = GatewayConfig.load(
         _config(
             tmp_path,

@@ -172,3 +172,45 @@ def test_no_secret_appears_in_a_repr_of_the_settings() -> None:
         "influx-pass-5678",
         "influx-token-9abc",
     )
+
+
+def _secret_file(tmp_path: Path, name: str, secret: str, mode: int = 0o600) -> Path:
+    path = tmp_path / name
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_secrets_come_from_files_read_only_when_the_runtime_settings_are_made(tmp_path: Path) -> None:
+    mqtt_file = _secret_file(tmp_path, "mqtt.password", "mqtt-s3cret")
+    influx_file = _secret_file(tmp_path, "influx.password", "influx-s3cret")
+    config = IngestConfig(
+        mqtt={"username": "_ingest", "password_file": mqtt_file},
+        influx={"username": "writer", "password_file": influx_file},
+    )
+    assert "s3cret" not in repr(config) and "s3cret" not in json.dumps(config.summary())
+    influx_file.write_text("rotated\n", encoding="utf-8")  # read when used, not kept in the validated config
+    runtime = config.runtime()
+    assert (runtime.mqtt.password, runtime.influx.password) == ("mqtt-s3cret", "rotated")
+
+
+def test_a_secret_file_others_may_read_or_a_secret_given_twice_is_a_config_error(tmp_path: Path) -> None:
+    readable = _secret_file(tmp_path, "readable", "s3cret", 0o644)
+    private = _secret_file(tmp_path, "private", "s3cret")
+    with pytest.raises(ValueError, match=r"may be read by others .*chmod 600"):
+        IngestConfig(influx={"username": "writer", "password_file": readable})
+    with pytest.raises(ValueError, match="password and password_file are both set"):
+        IngestConfig(mqtt={"username": "u", "password": "x", "password_file": private})
+    with pytest.raises(ValueError, match="token and token_file are both set"):
+        IngestConfig(influx={"version": "2", "org": "o", "bucket": "b", "token": "t", "token_file": private})
+    v2 = IngestConfig(influx={"version": "2", "org": "o", "bucket": "b", "token_file": private})
+    assert v2.runtime().influx.token == "s3cret"
+
+
+def test_the_database_credentials_default_to_the_shared_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DP_INFLUX_USERNAME", "writer")
+    monkeypatch.setenv("DP_INFLUX_PASSWORD_FILE", str(_secret_file(tmp_path, "w", "from-env")))
+    runtime = IngestConfig().runtime()
+    assert (runtime.influx.username, runtime.influx.password) == ("writer", "from-env")

@@ -16,9 +16,11 @@ shared plain services of the other tests are never touched. What is shown, on th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
+import stat
 import subprocess
 import sys
 import time
@@ -34,9 +36,20 @@ from devices.wire import encode_confirms
 from districtpulse import services
 from districtpulse.config import Endpoints
 from districtpulse.services import SecureBroker
-from districtpulse.services.secure import DASHBOARD_USER, INGEST_USER, SecureFiles, ingest_users
+from districtpulse.services.secure import (
+    DASHBOARD_USER,
+    INFLUX_ADMIN,
+    INFLUX_READER,
+    INFLUX_WRITER,
+    INGEST_USER,
+    InfluxSecrets,
+    SecureFiles,
+    ingest_users,
+)
 from gateway.errors import BrokerUnavailable
 from gateway.publisher import BrokerConfig, Publisher, TlsConfig
+from storage.errors import SinkRefused
+from storage.influx import InfluxConfig, InfluxV1
 from tests.support.net import free_influx_port as _free_influx_port
 from tests.support.net import free_port as _free_port
 
@@ -102,12 +115,22 @@ class Secure:
         }
         return BrokerConfig("127.0.0.1", self.broker.tls_port, **settings)  # type: ignore[arg-type]
 
+    @property
+    def influx(self) -> InfluxSecrets:
+        return services.influx_secrets(self.endpoints)
+
     def secrets(self) -> dict[str, str]:
         """Every password and private key (its base64 body lines) the secure instance knows."""
         found = {
             f"password of {p.stem}": p.read_text(encoding="utf-8").strip()
             for p in (self.files.root / "secrets").glob("*.password")
         }
+        found.update(
+            {
+                f"InfluxDB password of {user}": self.influx.password(user)
+                for user in (INFLUX_ADMIN, INFLUX_WRITER, INFLUX_READER)
+            }
+        )
         for key in [self.files.ca_key, self.files.server_key, *(self.files.root / "clients").glob("*.key")]:
             lines = [line for line in key.read_text(encoding="utf-8").splitlines() if not line.startswith("-----")]
             found.update({f"{key.name} line {i}": line for i, line in enumerate(lines) if len(line) >= 16})
@@ -443,6 +466,7 @@ def test_no_secret_appears_in_outputs_or_logs(secure: Secure, caplog: pytest.Log
         "cli": "\n".join(o.stdout + o.stderr for o in outputs),
         "mosquitto.log": (secure.endpoints.state_dir / "mosquitto" / "mosquitto.log").read_text(encoding="utf-8"),
         "mosquitto.conf": (secure.endpoints.state_dir / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8"),
+        "influxd.log": (secure.endpoints.state_dir / "influxdb" / "influxd.log").read_text(encoding="utf-8"),
         "gateway log": caplog.text,
     }
     assert "refused the connection" in caplog.text  # the refusal was logged, without the password
@@ -451,7 +475,7 @@ def test_no_secret_appears_in_outputs_or_logs(secure: Secure, caplog: pytest.Log
         (where, name) for name, value in secure.secrets().items() for where, text in texts.items() if value in text
     ]
     assert leaks == []  # ...but no password and no private key
-    assert len(secure.secrets()) > 10  # 6 passwords and the key lines were really looked for
+    assert len(secure.secrets()) > 12  # 8 + 3 passwords and the key lines were really looked for
 
 
 def test_plain_up_and_status_on_a_secure_state_dir_say_so_instead_of_downgrading(secure: Secure) -> None:
@@ -473,31 +497,36 @@ async def test_ingest_consumes_over_tls_with_its_own_credentials_and_stores_what
 ) -> None:
     """The whole secure path: gateway (client certificate + password) -> TLS broker -> ingest (its own
     certificate + password, read-only ACL) -> InfluxDB."""
-    import asyncio
-
     from devices import Registry, encode_batch, units_for
-    from ingest import InfluxConfig, IngestSettings, IngestStats, MqttConfig, Pipeline
+    from ingest import IngestStats, Pipeline
+    from ingest.settings import IngestConfig
 
     files = secure.files
     registry = Registry.load(secure.registry)
-    settings = IngestSettings(
+    # Configured as an operator would: secrets in files (0600), the database's writer user.
+    settings = IngestConfig(
         registry=secure.registry,
         quarantine=tmp_path / "quarantine.sqlite",
-        mqtt=MqttConfig(
-            host="127.0.0.1",
-            port=secure.broker.tls_port,
-            client_id=f"ingest-tls-{os.urandom(3).hex()}",
-            topics=("dp/v1/sxa/+/+/+",),
-            session_expiry_s=0,
-            username=INGEST_USER,
-            password=files.password_file(INGEST_USER).read_text(encoding="utf-8").strip(),
-            ca_file=files.ca_cert,
-            cert_file=files.client_cert(INGEST_USER),
-            key_file=files.client_key(INGEST_USER),
-        ),
-        influx=InfluxConfig(url=secure.endpoints.influx_url, database=f"tls_{os.urandom(3).hex()}"),
+        mqtt={
+            "host": "127.0.0.1",
+            "port": secure.broker.tls_port,
+            "topics": ("dp/v1/sxa/+/+/+",),
+            "session_expiry_s": 0,
+            "username": INGEST_USER,
+            "password_file": files.password_file(INGEST_USER),
+            "ca_file": files.ca_cert,
+            "cert_file": files.client_cert(INGEST_USER),
+            "key_file": files.client_key(INGEST_USER),
+        },
+        influx={
+            "url": secure.endpoints.influx_url,
+            "database": secure.endpoints.influx_db,
+            "username": INFLUX_WRITER,
+            "password_file": secure.influx.password_file(INFLUX_WRITER),
+        },
         batch_interval_s=0.05,
-    )
+    ).runtime()
+    assert "password" not in repr(settings).replace("password=", "")  # no secret value in the repr
     stats = IngestStats()
     pipeline = Pipeline(settings, registry, stats=stats)
     stop = asyncio.Event()
@@ -523,3 +552,131 @@ async def test_ingest_consumes_over_tls_with_its_own_credentials_and_stores_what
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+    async with _influx_as(secure, INFLUX_READER) as reader:
+        rows = await reader.query(
+            'SELECT "energy_import" FROM "electricity" WHERE "device" = \'sx-dev1\' AND time >= 1790000000000ms'
+        )
+    assert [row[1] for row in rows[0]["values"]] == [10.0, 11.0, 12.0]  # the reader sees what the writer stored
+
+
+# --- InfluxDB's users ------------------------------------------------------------------------------------
+
+
+def _influx_as(secure: Secure, user: str | None, password: str | None = None, database: str | None = None) -> InfluxV1:
+    if user is not None and password is None:
+        password = secure.influx.password(user)
+    config = InfluxConfig(
+        url=secure.endpoints.influx_url,
+        database=database or secure.endpoints.influx_db,
+        username=user,
+        password=password,
+        timeout=5.0,
+    )
+    return InfluxV1(config)
+
+
+async def _refused(influx: InfluxV1, action: str) -> int:
+    """The HTTP status InfluxDB refuses `action` ("write" or "query") with; 0 if it allowed it."""
+    try:
+        async with influx:
+            if action == "write":
+                await influx.write(b"secure_probe v=1 1790000000000")
+            else:
+                await influx.query("SELECT * FROM secure_probe LIMIT 1")
+    except SinkRefused as exc:
+        return exc.status
+    return 0
+
+
+async def test_influxdb_authenticates_every_request_and_grants_each_user_only_its_part(secure: Secure) -> None:
+    """auth-enabled with three users: admin (everything), writer (ALL on the project's database only) and
+    reader (READ on it only). Anonymous clients and wrong passwords get 401, a user outside its grant 403."""
+    other = f"other_{os.urandom(3).hex()}"
+    async with _influx_as(secure, INFLUX_ADMIN) as admin:
+        await admin.query(f'CREATE DATABASE "{other}"')
+    refusals = {
+        "anonymous write": await _refused(_influx_as(secure, None), "write"),
+        "anonymous query": await _refused(_influx_as(secure, None), "query"),
+        "writer, wrong password": await _refused(_influx_as(secure, INFLUX_WRITER, "not-it"), "write"),
+        "reader with the writer's password": await _refused(
+            _influx_as(secure, INFLUX_READER, secure.influx.password(INFLUX_WRITER)), "query"
+        ),
+        "writer writes": await _refused(_influx_as(secure, INFLUX_WRITER), "write"),
+        "writer queries": await _refused(_influx_as(secure, INFLUX_WRITER), "query"),
+        "reader queries": await _refused(_influx_as(secure, INFLUX_READER), "query"),
+        "reader writes": await _refused(_influx_as(secure, INFLUX_READER), "write"),
+        "writer, another database": await _refused(_influx_as(secure, INFLUX_WRITER, database=other), "write"),
+        "reader, another database": await _refused(_influx_as(secure, INFLUX_READER, database=other), "query"),
+    }
+    assert refusals == {
+        "anonymous write": 401,
+        "anonymous query": 401,
+        "writer, wrong password": 401,
+        "reader with the writer's password": 401,
+        "writer writes": 0,
+        "writer queries": 0,
+        "reader queries": 0,
+        "reader writes": 403,
+        "writer, another database": 403,
+        "reader, another database": 403,
+    }
+    async with _influx_as(secure, INFLUX_WRITER) as writer:  # no admin statements for the writer
+        with pytest.raises(SinkRefused, match="requires admin privilege"):
+            await writer.query(f'DROP DATABASE "{other}"')
+    files = [secure.influx.password_file(u) for u in (INFLUX_ADMIN, INFLUX_WRITER, INFLUX_READER)]
+    assert {f: stat.S_IMODE(f.stat().st_mode) for f in files} == dict.fromkeys(files, 0o600)
+    assert stat.S_IMODE(secure.influx.root.stat().st_mode) == 0o700
+
+
+def test_up_again_keeps_the_database_users_and_follows_a_replaced_password_file(secure: Secure) -> None:
+    reader_file = secure.influx.password_file(INFLUX_READER)
+    old = reader_file.read_text(encoding="utf-8")
+    reader_file.write_text("a-password-set-by-hand\n", encoding="utf-8")  # an operator rotating it
+    try:
+        log: list[str] = []
+        services.up(secure.endpoints, secure=secure.broker, log=log.append, install=False)
+        assert not any("created the" in line for line in log)  # the users existed: only their passwords are set
+        assert asyncio.run(_refused(_influx_as(secure, INFLUX_READER), "query")) == 0
+        assert asyncio.run(_refused(_influx_as(secure, INFLUX_READER, old.strip()), "query")) == 401
+    finally:
+        reader_file.write_text(old, encoding="utf-8")
+        services.up(secure.endpoints, secure=secure.broker, log=lambda _: None, install=False)
+    assert asyncio.run(_refused(_influx_as(secure, INFLUX_READER), "query")) == 0
+
+
+# --- the dashboard's link -------------------------------------------------------------------------------
+
+
+async def test_the_dashboard_link_follows_statuses_and_publishes_alerts_over_tls(secure: Secure) -> None:
+    from dashboard.mqtt import BrokerLink
+    from devices.tls import client_context
+
+    files = secure.files
+    status_topic = "dp/v1/sxb/sx-g3/status"
+    link = BrokerLink(
+        "127.0.0.1",
+        secure.broker.tls_port,
+        ["sxb"],
+        username=DASHBOARD_USER,
+        password=files.password_file(DASHBOARD_USER).read_text(encoding="utf-8").strip(),
+        tls=client_context(files.ca_cert, files.client_cert(DASHBOARD_USER), files.client_key(DASHBOARD_USER)),
+    )
+    await link.start(wait_s=WAIT_S)
+    try:
+        assert link.connected.is_set()
+
+        def publish_status(payload: bytes) -> None:
+            with Publisher(secure.broker_config("sx-g3")) as gateway:
+                gateway.publish(status_topic, payload, retain=True)
+                assert gateway.wait_acked(WAIT_S)
+
+        await asyncio.to_thread(publish_status, b'{"v": 1, "state": "online", "ts": 1790000000000}')
+        deadline = time.monotonic() + WAIT_S
+        while "sx-g3" not in link.gateways():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert link.gateways()["sx-g3"].state == "online"
+        await link.publish("dp/alerts/sxb", b'{"alert": "test"}')  # allowed, and acknowledged
+        await asyncio.to_thread(publish_status, b"")  # clear the retained status again
+    finally:
+        await link.aclose()

@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.kinds import KINDS, DeviceKind, MetricSpec
+from devices.secrets import SecretFileError, read_secret
 from devices.tables import Bounds
 from devices.topics import check_id
 from gateway.adapters.base import AdapterConfig, AdapterContext, AdapterSpec, DeviceRef, ReadingSink, Value
@@ -364,9 +365,9 @@ def create(config: MqttSensorsConfig, context: AdapterContext) -> MqttSensorsAda
     if config.password_file is not None:
         path = config.password_file if config.password_file.is_absolute() else context.base_dir / config.password_file
         try:
-            password = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"mqtt_sensors: cannot read password_file {path}: {exc.strerror}") from exc
+            password = read_secret(path, "mqtt_sensors: password_file")
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from exc
     if config.messages is not None and not config.messages.is_absolute():
         config = replace(config, messages=context.base_dir / config.messages)
     if config.messages is not None and not config.messages.is_file():
