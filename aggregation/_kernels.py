@@ -100,6 +100,12 @@ def interval_energy_1d(
     prev_register = 0.0
     prev_ts = 0
     excursion_end = 0  # readings before this index belong to a confirmed excursion (glitch or spike)
+    # A drop re-based the register and it has not counted since: the reading before the drop, and the index of
+    # the drop, in case the register comes back to continue it (a dip longer than the look-ahead).
+    dip = False
+    dip_register = 0.0
+    dip_ts = 0
+    dip_start = 0
     for i in range(register.shape[0]):
         value = register[i]
         if not math.isfinite(value):
@@ -122,6 +128,24 @@ def interval_energy_1d(
             prev_register = value
             prev_ts = ts_ms[i]
             continue
+        if dip and value > prev_register:
+            # The register rises again after a drop that re-based it and counted nothing since. If the rise
+            # plausibly continues the reading before the drop, the drop was a dip longer than the look-ahead
+            # (a meter that read 0 through a long reboot): the readings since are an excursion after all and
+            # the energy is counted from the reading before the drop, never from zero (that would count the
+            # whole register): test_hand_written[long_dip_without_max_power], [dip_longer_than_lookahead].
+            dip = False
+            back_kwh = value - dip_register
+            if back_kwh >= 0.0 and back_kwh <= _limit_kwh(max_power_w, check_power, ts_ms[i] - dip_ts):
+                for m in range(dip_start, i):
+                    if events[m] != EVENT_MISSING:
+                        out[m] = np.nan
+                        events[m] = EVENT_GLITCH if register[m] < dip_register else EVENT_JUMP
+                out[i] = back_kwh
+                events[i] = EVENT_NONE
+                prev_register = value
+                prev_ts = ts_ms[i]
+                continue
         max_kwh = _limit_kwh(max_power_w, check_power, ts_ms[i] - prev_ts)
         delta = value - prev_register
         if delta >= 0.0 and delta <= max_kwh:
@@ -145,7 +169,7 @@ def interval_energy_1d(
             # An implausible rise that does not come back. When the next reading continues plausibly from it,
             # the register was re-based upwards (meter replaced or set): a RESET, energy unknown unless the
             # new register itself is plausible: test_hand_written[step_up_is_reset]. Otherwise (no next
-            # reading, or noise) it is ignored as a JUMP: test_hand_written[spike_at_end], [lookahead_off].
+            # reading, or noise) it is ignored as a JUMP: test_hand_written[spike_at_end], [step_up_lookahead_off].
             nxt = _next_finite(register, i) if lookahead > 0 else -1
             steps = False
             if nxt >= 0:
@@ -157,13 +181,20 @@ def interval_energy_1d(
                 continue
             events[i] = EVENT_RESET
             out[i] = value if value >= 0.0 and value <= max_kwh else np.nan
+            dip = False
         else:
             wrapped = value + rollover - prev_register
             if use_rollover and wrapped >= 0.0 and wrapped <= max_kwh:
                 # The register wrapped past its width: test_hand_written[rollover], [rollover_plausible].
                 out[i] = wrapped
                 events[i] = EVENT_ROLLOVER
+                dip = False
             else:
+                if not dip:  # remembered until the register counts again (a second drop keeps the first)
+                    dip = True
+                    dip_register = prev_register
+                    dip_ts = prev_ts
+                    dip_start = i
                 # Reset / meter replaced: counted from zero: test_hand_written[reset], [rollover_off_is_reset],
                 # [rollover_implausible_is_reset]. The energy is NaN when the new register is itself
                 # implausible or negative (never a negative energy): [reset_implausible], [reset_to_negative].

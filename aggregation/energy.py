@@ -14,6 +14,13 @@ implausible rise is a RESET when the readings continue from the new level (meter
 register), else a JUMP. Without the look-ahead a single momentary 0 would re-base the meter to zero and, with a
 maximum power, turn every later reading into a JUMP until the elapsed time could explain the old register.
 
+A dip longer than the look-ahead (a meter that reads 0 through a long reboot): the drop is a RESET at first,
+but the reading before it is remembered while the register counts nothing; when the register rises again to
+plausibly continue that reading, the readings since were an excursion after all (GLITCH), and the energy is
+counted from the reading before the drop. Without this (and without a maximum power) the return counted the
+whole register as one interval (81,001 kWh for a reboot across which the meter counted 0.9). The daily job
+gives the kernel the last reading above 0 before its look-back when a day starts inside such a dip.
+
 The classification of the last ``lookahead`` readings of a series can change once later readings arrive: an
 incremental job recomputes with that many readings of overlap.
 """

@@ -47,6 +47,13 @@ def interval_energy(
       else a JUMP (NaN, not accepted);
     * otherwise (a drop) a ROLLOVER with energy ``r[i] + rollover - r[j]`` if a width is set and that is
       plausible, else a RESET with energy ``r[i]`` if plausible, else NaN; accepted either way.
+
+    A dip longer than the look-ahead: after a drop RESET at ``s`` (with ``d`` the accepted reading before it),
+    and as long as no accepted reading has risen since (a ROLLOVER or a rise RESET forgets it too; a further
+    drop keeps the first ``d`` and ``s``), the first finite reading ``i`` with ``r[i] > r[j]`` is checked first:
+    if ``plausible(r[i] - r[d], d, i)``, every finite reading from ``s`` up to ``i`` (excluded) becomes an
+    excursion (NaN; GLITCH below ``r[d]``, JUMP above) and ``i`` is NONE with energy ``r[i] - r[d]``, accepted;
+    otherwise the rule is forgotten and ``i`` goes through the rules above.
     """
     times: Sequence[int] = np.asarray(ts_ms, dtype=np.int64).tolist()
     values: Sequence[float] = np.asarray(register, dtype=np.float64).tolist()
@@ -61,6 +68,7 @@ def interval_energy(
     events = [EnergyEvent.MISSING if not math.isfinite(v) else EnergyEvent.NONE for v in values]
     finite = [i for i, v in enumerate(values) if math.isfinite(v)]
     j: int | None = None  # index of the last accepted reading
+    dip: tuple[int, int] | None = None  # (d, s) of a drop RESET the register has not risen since
     pos = 0  # position in `finite`
     while pos < len(finite):
         i = finite[pos]
@@ -68,6 +76,18 @@ def interval_energy(
             j = i
             pos += 1
             continue
+        if dip is not None and values[i] > values[j]:
+            d, s = dip
+            dip = None
+            if plausible(values[i] - values[d], d, i):
+                for m in finite[bisect.bisect_left(finite, s) : pos]:
+                    energy[m] = math.nan
+                    events[m] = EnergyEvent.GLITCH if values[m] < values[d] else EnergyEvent.JUMP
+                energy[i] = values[i] - values[d]
+                events[i] = EnergyEvent.NONE
+                j = i
+                pos += 1
+                continue
         if plausible(values[i] - values[j], j, i):
             energy[i] = values[i] - values[j]
             j = i
@@ -87,6 +107,7 @@ def interval_energy(
                 events[i] = EnergyEvent.RESET
                 energy[i] = values[i] if plausible(values[i], j, i) else math.nan
                 j = i
+                dip = None
             else:
                 events[i] = EnergyEvent.JUMP
             pos += 1
@@ -94,7 +115,9 @@ def interval_energy(
         if width is not None and plausible(values[i] + width - values[j], j, i):
             energy[i] = values[i] + width - values[j]
             events[i] = EnergyEvent.ROLLOVER
+            dip = None
         else:
+            dip = dip if dip is not None else (j, i)
             events[i] = EnergyEvent.RESET
             energy[i] = values[i] if plausible(values[i], j, i) else math.nan
         j = i

@@ -121,6 +121,18 @@ async def latest_registers_before(
     )
 
 
+async def last_positive_register_before(
+    influx: InfluxV1, kind: DeviceKind, field: str, district: str, before_ms: int, lookback_ms: int
+) -> Series:
+    """Each device's last reading of `field` above 0 in [before - lookback, before): the register a meter that
+    has read 0 since (a long reboot) may come back to continue."""
+    where = f"{_in(district, before_ms - lookback_ms, before_ms)} AND {ident(field)} > 0"
+    return await influx.query(
+        f"SELECT {ident(field)} FROM {raw_measurements([kind])} WHERE {where}"
+        ' GROUP BY "device" ORDER BY time DESC LIMIT 1'
+    )
+
+
 async def mean_per_bucket(
     influx: InfluxV1, kinds: Sequence[DeviceKind], field: str, district: str, since_ms: int, step_s: int
 ) -> Series:

@@ -67,6 +67,9 @@ log = logging.getLogger("aggregate")
 
 LOOKBACK_MS = 6 * 3_600_000  # how far before midnight to look for the reading that opens the first interval
 LOOKAHEAD_MS = 3_600_000  # readings after midnight that let the kernel tell a glitch from a reset
+#: How far back to look for the last register above 0 (a meter that reads 0 through a long reboot comes back
+#: to continue it: `aggregation.energy`'s dip rule needs that reading even when it is days before the window).
+DIP_LOOKBACK_MS = 31 * 86_400_000
 
 
 #: carrier -> (device kind, register field)
@@ -133,17 +136,40 @@ Registers = dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]
 
 
 async def fetch_registers(influx: InfluxV1, district: str, carrier: str, start_ms: int, end_ms: int) -> Registers:
-    """The register of one carrier of every device of a district in [start_ms, end_ms)."""
+    """The register of one carrier of every device of a district in [start_ms, end_ms), each device's series
+    led by its last reading above 0 before `start_ms` (up to `DIP_LOOKBACK_MS` back) when it has one."""
     c = CARRIERS[carrier]
     series = await queries.registers(influx, c.kind, [c.register], district, start_ms, end_ms)
+    before = await queries.last_positive_register_before(
+        influx, c.kind, c.register, district, start_ms, DIP_LOOKBACK_MS
+    )
+    leading = {s["tags"]["device"]: (int(s["values"][0][0]), float(s["values"][0][1])) for s in before if s["values"]}
     out: Registers = {}
     for s in series:
         rows = [(row[0], row[1]) for row in s["values"] if row[1] is not None]
         if rows:
+            lead = leading.get(s["tags"]["device"])
+            rows = [lead, *rows] if lead is not None else rows
             ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             reg = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
             out[s["tags"]["device"]] = (ts, reg)
     return out
+
+
+def day_slice(
+    ts: NDArray[np.int64], reg: NDArray[np.float64], window: DayWindow
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The readings of `window` with its look-back and look-ahead, led by the last reading above 0 before the
+    look-back when they start at 0 or below (a meter reading 0 since before the look-back: see
+    `DIP_LOOKBACK_MS`). The same for a fetch of this day alone and for a fetch of many days (`compute_days`)."""
+    lo, hi = np.searchsorted(ts, [window.start_ms - LOOKBACK_MS, window.end_ms + LOOKAHEAD_MS])
+    if lo == hi or lo == 0 or reg[lo] > 0:
+        return ts[lo:hi], reg[lo:hi]
+    positive = np.flatnonzero(reg[:lo] > 0)
+    if positive.size == 0 or ts[positive[-1]] < window.start_ms - LOOKBACK_MS - DIP_LOOKBACK_MS:
+        return ts[lo:hi], reg[lo:hi]
+    k = int(positive[-1])
+    return np.concatenate((ts[k : k + 1], ts[lo:hi])), np.concatenate((reg[k : k + 1], reg[lo:hi]))
 
 
 def day_kpis(
@@ -167,10 +193,9 @@ def day_kpis(
             device = registry.devices.get(device_id)
             if device is None or device.submeter_of is not None:
                 continue  # sub-meters are inside their main meter
-            lo, hi = np.searchsorted(all_ts, [window.start_ms - LOOKBACK_MS, window.end_ms + LOOKAHEAD_MS])
-            if lo == hi:
+            ts, reg = day_slice(all_ts, all_reg, window)
+            if ts.size == 0:
                 continue
-            ts, reg = all_ts[lo:hi], all_reg[lo:hi]
             result = interval_energy(ts, reg, max_power_w=device.max_power_w, rollover=device.register_rollover_kwh)
             in_day = (ts >= window.start_ms) & (ts < window.end_ms)
             key = (device.building, carrier)

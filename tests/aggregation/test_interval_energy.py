@@ -136,12 +136,15 @@ HAND_WRITTEN: dict[str, tuple[list[int], list[float], dict[str, float], list[flo
         [NAN, 0.5, NAN, 0.5, 49.0],
         [N, N, G, N, N],
     ),
+    # Without the look-ahead the 0 re-bases the meter; the register coming back to continue the reading before
+    # the drop still shows the drop was a dip: energy from 100.5, never the whole register (before the dip
+    # rule: [NAN, 0.5, 0.0, NAN, 150.0], [N, N, R, J, N]: 150 kWh of a meter that used 49.5).
     "lookahead_off": (
         [0, H, 2 * H, 3 * H, 200 * H],
         [100.0, 100.5, 0.0, 101.0, 150.0],
         {"max_power_w": 1000.0, "lookahead": 0},
-        [NAN, 0.5, 0.0, NAN, 150.0],
-        [N, N, R, J, N],
+        [NAN, 0.5, NAN, 0.5, 49.0],
+        [N, N, G, N, N],
     ),
     "dip_two_readings": (
         [0, H, 2 * H, 3 * H, 4 * H],
@@ -150,14 +153,49 @@ HAND_WRITTEN: dict[str, tuple[list[int], list[float], dict[str, float], list[flo
         [NAN, NAN, NAN, 0.5, 0.5],
         [N, G, G, N, N],
     ),
-    # Four readings at 0 exceed the default look-ahead of 3: a real reset, then a JUMP at the end (nothing
-    # after it to show whether the meter stays up there)...
-    "dip_longer_than_lookahead_is_reset": (
+    # Four readings at 0 exceed the default look-ahead of 3, but the register comes back to continue 100.0:
+    # a long dip, not a reset (it was [N, R, N, N, N, J] with the energy of the return unknown)...
+    "dip_longer_than_lookahead": (
         [0, H, 2 * H, 3 * H, 4 * H, 5 * H],
         [100.0, 0.0, 0.0, 0.0, 0.0, 100.5],
         {"max_power_w": 1000.0},
-        [NAN, 0.0, 0.0, 0.0, 0.0, NAN],
-        [N, R, N, N, N, J],
+        [NAN, NAN, NAN, NAN, NAN, 0.5],
+        [N, G, G, G, G, N],
+    ),
+    # ... and without a maximum power, where it was a RESET to 0 and then the whole register as energy
+    # (issue 14: 81,001 kWh instead of about 0.9).
+    "long_dip_without_max_power": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H, 6 * H, 7 * H],
+        [81000.0, 81000.25, 0.0, 0.0, 0.0, 0.0, NAN, 81001.0],
+        {},
+        [NAN, 0.25, NAN, NAN, NAN, NAN, NAN, 0.75],
+        [N, N, G, G, G, G, M, N],
+    ),
+    # A meter replaced by a new one: it counts from 0 and never comes back to the old register. Once it has
+    # counted, the old register is forgotten: passing it later is ordinary counting.
+    "reset_then_counts_past_the_old_register": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H, 6 * H, 7 * H],
+        [10.0, 0.0, 0.0, 4.0, 6.0, 8.0, 10.5, 12.0],
+        {},
+        [NAN, 0.0, 0.0, 4.0, 2.0, 2.0, 2.5, 1.5],
+        [N, R, N, N, N, N, N, N],
+    ),
+    # A return too far above the old register for the time elapsed is not a continuation: the meter counts
+    # from its new base (a step up, energy unknown).
+    "long_dip_implausible_return": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H, 6 * H],
+        [100.0, 0.0, 0.0, 0.0, 0.0, 900.0, 900.5],
+        {"max_power_w": 1000.0},
+        [NAN, 0.0, 0.0, 0.0, 0.0, NAN, 0.5],
+        [N, R, N, N, N, R, N],
+    ),
+    # A second drop inside the dip keeps the first one's reading: the return continues 100.0.
+    "long_dip_with_two_drops": (
+        [0, H, 2 * H, 3 * H, 4 * H, 5 * H, 6 * H],
+        [100.0, 5.0, 5.0, 5.0, 5.0, 0.0, 101.0],
+        {},
+        [NAN, NAN, NAN, NAN, NAN, NAN, 1.0],
+        [N, G, G, G, G, G, N],
     ),
     # ... and a glitch with a longer look-ahead.
     "dip_within_longer_lookahead": (
