@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -210,13 +210,19 @@ def run(args: argparse.Namespace) -> int:
     for stale in quarantine_path.parent.glob(quarantine_path.name + "*"):
         stale.unlink()  # the demo's own scratch quarantine: this run's rejections only
     started_ms = now_ms()
-    window = DistrictSimulator(registry, day, seed=args.seed, inject_bad_readings=args.bad_readings)
+    # The day with the retrofit the savings history has had since REPORTING_DAYS before it (demo_savings).
+    retrofit = demo_savings.retrofits(registry, day - timedelta(days=demo_savings.REPORTING_DAYS))
+    window = DistrictSimulator(
+        registry, day, seed=args.seed, inject_bad_readings=args.bad_readings, interventions=retrofit
+    )
     asyncio.run(_clear_day(endpoints, district.id, window.start_ms, window.end_ms))
     ingest = _start_ingest(
         endpoints, args.registry, district.id, quarantine_path, endpoints.state_dir / "demo" / "ingest.log"
     )
     try:
-        sim = DistrictSimulator(registry, day, seed=args.seed, inject_bad_readings=args.bad_readings)
+        sim = DistrictSimulator(
+            registry, day, seed=args.seed, inject_bad_readings=args.bad_readings, interventions=retrofit
+        )
         print(
             f"demo: simulating {day} for district {district.id!r}: {len(registry)} devices in "
             f"{len(registry.buildings)} buildings, publishing through {len(registry.gateways)} gateway connections"

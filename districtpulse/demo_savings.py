@@ -39,6 +39,7 @@ __all__ = [
     "Summary",
     "history_config",
     "history_registry",
+    "retrofits",
     "run",
     "with_retrofit",
     "write_history",
@@ -75,10 +76,10 @@ def history_registry(registry: Registry, district: str) -> Registry:
     return Registry.from_table(model)
 
 
-def history_config(registry: Registry, retrofit: date, end: date, seed: int) -> SimConfig:
-    """Hourly days from the baseline's eve (its first day needs the reading before midnight) to `end`
-    (exclusive), with each building's retrofit."""
-    start = retrofit - timedelta(days=366)
+def retrofits(registry: Registry, retrofit: date) -> tuple[Intervention, ...]:
+    """Every building's retrofit from `retrofit` on: electricity x ELECTRICITY_FACTOR, space heat x
+    HEATING_FACTOR. The history and the demo day are simulated with the same ones, so the day's savings
+    continue the history's."""
     interventions = []
     for building_id in registry.buildings:
         kinds = {d.kind for d in registry if d.building == building_id}
@@ -86,12 +87,19 @@ def history_config(registry: Registry, retrofit: date, end: date, seed: int) -> 
             interventions.append(Intervention(building_id, retrofit, "electricity", factor=ELECTRICITY_FACTOR))
         if DeviceKind.HEAT_METER in kinds:
             interventions.append(Intervention(building_id, retrofit, "heating", factor=HEATING_FACTOR))
+    return tuple(interventions)
+
+
+def history_config(registry: Registry, retrofit: date, end: date, seed: int) -> SimConfig:
+    """Hourly days from the baseline's eve (its first day needs the reading before midnight) to `end`
+    (exclusive), with each building's retrofit."""
+    start = retrofit - timedelta(days=366)
     return SimConfig(
         start=start,
         days=(end - start).days,
         seed=seed,
         cadence=Cadence(3600, 3600),
-        interventions=tuple(interventions),
+        interventions=retrofits(registry, retrofit),
     )
 
 

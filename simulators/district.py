@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices import Registry
-from simulators.config import Cadence, FaultConfig, SimConfig
+from simulators.config import Cadence, FaultConfig, Intervention, SimConfig
 from simulators.engine import GatewayEvent, Message, Simulation
 from simulators.status import StatusEvent
 from simulators.truth import Truth
@@ -30,13 +30,17 @@ class DistrictSimulator:
         resolution_s: int = 60,
         publish_interval_s: int = 900,
         inject_bad_readings: int = 5,
+        interventions: tuple[Intervention, ...] = (),
     ) -> None:
+        """`interventions` may start before `day` (a retrofit in force since): the day is then simulated with it,
+        consistent with a history simulated with the same interventions."""
         counts = {"nan": (inject_bad_readings + 1) // 2, "out_of_range": inject_bad_readings // 2}
         config = SimConfig(
             start=day,
             seed=seed,
             cadence=Cadence(resolution_s, publish_interval_s),
             faults=FaultConfig({k: v for k, v in counts.items() if v}),
+            interventions=interventions,
         )
         self.day = day
         self.simulation = Simulation(registry, config)
