@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulators.cli", "simulate a district and publish it like its gateways"),
     "aggregate": ("aggregation.cli:aggregate", "compute daily KPI series from InfluxDB, revising late data"),
     "savings": ("aggregation.cli:savings", "weather-normalised metered savings (CalTRACK 2.0) from CSV files"),
+    "report": ("aggregation.report.cli", "a district's KPI report for its programme: HTML, PDF and JSON"),
     "dashboard": ("dashboard.cli", "serve the operators' live view: devices, data quality, KPIs, alerts"),
 }
 

@@ -225,3 +225,16 @@ async def last_value(influx: InfluxV1, measurement: str, field: str, district: s
     return await influx.query(
         f"SELECT last({ident(field)}) FROM {ident(measurement)} WHERE {ident('district')} = {literal(district)}"
     )
+
+
+async def co2_rows(influx: InfluxV1, district: str, at_ms: int) -> Series:
+    """Every field of the district's kpi_co2 point at `at_ms` (its fields name the carriers and factors)."""
+    return await influx.query(
+        f"SELECT * FROM {ident('kpi_co2')} WHERE {_in(district, at_ms, at_ms, end_inclusive=True)}"
+    )
+
+
+async def unstored_readings(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> Series:
+    """Readings of the district's `unstored` points in [start, end), per stage (ingest, edge) and reason."""
+    where = _in(district, start_ms, end_ms)
+    return await influx.query(f'SELECT sum("readings") FROM {ident(UNSTORED)} WHERE {where} GROUP BY "stage", "reason"')

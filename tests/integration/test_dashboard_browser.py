@@ -10,7 +10,6 @@ saved in the test's tmp dir and copied to docs/screenshots/dashboard.png.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -23,49 +22,23 @@ import pytest
 from dashboard import DashboardConfig
 from devices import Registry
 from districtpulse.config import Endpoints
+from tests.support.browser import chrome
 from tests.support.live_district import LiveDistrict, registry_toml
 from tests.support.server_threads import DashboardThread, IngestThread
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 REPO = Path(__file__).resolve().parents[2]
 SILENT_AFTER_S = 3.0  # 3 intervals of 1 s
 REFRESH_S = 1.0
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed (make test installs them)")
-        pytest.skip("chromium / chromium-driver not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--window-size=1440,2000",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(20)
-    try:
+    with chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float) -> float:
