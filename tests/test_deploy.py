@@ -1011,3 +1011,58 @@ def test_hadolint_rejects_a_sloppy_dockerfile(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0, result.stdout
+
+
+FAKE_INFLUX = REPO / "tests" / "data" / "deploy" / "fake_influx.py"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="make-tokens.sh chowns to the consumers' uids: needs root")
+def test_make_tokens_against_a_fake_influx_is_idempotent_and_quiet(tmp_path: Path) -> None:
+    """Not the real CLI (no engine here): create, keep on the next run, replace a lost file and delete the old
+    authorization; files 0600 of the consumer's uid; no token in the output or on any command line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "influx").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_INFLUX} "$@"\n', encoding="utf-8")
+    (bin_dir / "influx").chmod(0o755)
+    (tmp_path / "op").write_text("OPERATOR", encoding="utf-8")
+    (tmp_path / "op").chmod(0o600)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "FAKE_INFLUX_DIR": str(tmp_path),
+        "INFLUX_HOST": "http://influxdb:8086",
+        "INFLUX_ORG": "districtpulse",
+        "DP_INFLUX_BUCKET": "districtpulse",
+        "DP_INFLUX_ADMIN_USER": "admin",
+        "DP_INFLUX_OPERATOR_TOKEN_FILE": str(tmp_path / "op"),
+        "DP_WRITER_DIR": str(tmp_path / "w"),
+        "DP_WRITER_UID": CONSUMER_UIDS["ingest"],
+        "DP_READER_DIR": str(tmp_path / "r"),
+        "DP_READER_UID": CONSUMER_UIDS["grafana"],
+    }
+
+    def run() -> str:
+        result = subprocess.run(
+            ["sh", str(MAKE_TOKENS)], env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    files = {"ingest": tmp_path / "w" / "influx-token", "grafana": tmp_path / "r" / "influx-token"}
+    out = run()
+    first = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+    for name, path in files.items():
+        info = path.stat()
+        assert (info.st_mode & 0o777, str(info.st_uid)) == (0o600, CONSUMER_UIDS[name]), name
+    out += run()
+    assert {name: path.read_text(encoding="utf-8") for name, path in files.items()} == first, "not idempotent"
+    files["ingest"].unlink()
+    out += run()
+    assert files["ingest"].read_text(encoding="utf-8") != first["ingest"]
+    auths = json.loads((tmp_path / "state.json").read_text(encoding="utf-8"))["auths"]
+    assert sorted((a["description"], len(a["permissions"])) for a in auths) == [
+        ("districtpulse-reader", 1),
+        ("districtpulse-writer", 2),
+    ], "one authorization per role, the lost writer's deleted"
+    argv = (tmp_path / "argv.log").read_text(encoding="utf-8")
+    for token in ["OPERATOR", *first.values(), files["ingest"].read_text(encoding="utf-8")]:
+        assert token not in out and token not in argv
