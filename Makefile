@@ -12,15 +12,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # System packages the tests use besides the services (which `districtpulse services up` installs itself):
 # python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only),
 # chromium + chromium-driver (the dashboard's and the report's real-browser tests, the report's PDF),
-# poppler-utils (pdftoppm renders the report's PDF in its test), mosquitto-clients (a third-party client
-# following only the published wire contract, docs/contract/asyncapi.yaml).
+# poppler-utils (pdftoppm renders the report's PDF in its test), shellcheck (the deploy scripts),
+# mosquitto-clients (a third-party client following only the published wire contract, docs/contract/asyncapi.yaml).
 system-deps:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v docker-compose >/dev/null \
 		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-		&& command -v mosquitto_pub >/dev/null && command -v pdftoppm >/dev/null || { \
+		&& command -v mosquitto_pub >/dev/null && command -v pdftoppm >/dev/null && command -v shellcheck >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			python3-venv docker-compose chromium chromium-driver mosquitto-clients poppler-utils >/dev/null; }
+			python3-venv docker-compose chromium chromium-driver mosquitto-clients poppler-utils shellcheck >/dev/null; }
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
