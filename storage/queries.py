@@ -238,3 +238,21 @@ async def unstored_readings(influx: InfluxV1, district: str, start_ms: int, end_
     """Readings of the district's `unstored` points in [start, end), per stage (ingest, edge) and reason."""
     where = _in(district, start_ms, end_ms)
     return await influx.query(f'SELECT sum("readings") FROM {ident(UNSTORED)} WHERE {where} GROUP BY "stage", "reason"')
+
+
+async def kpi_energy_totals(influx: InfluxV1, district: str, start_ms: int, end_ms: int) -> Series:
+    """Per building and carrier over [start, end): the energy, how many days, and the revisions (their sum
+    and maximum: a revised day changes them, so a report's digest sees it without reading every day)."""
+    return await influx.query(
+        'SELECT sum("energy_kwh") AS "energy_kwh", count("energy_kwh") AS "days", sum("revision") AS "revisions",'
+        f' max("revision") AS "max_revision" FROM "kpi_energy" WHERE {_in(district, start_ms, end_ms)}'
+        ' GROUP BY "building", "carrier"'
+    )
+
+
+async def kpi_energy_per_day(influx: InfluxV1, district: str, start_ms: int, end_ms: int, zone: str) -> Series:
+    """The district's energy per local day of `zone` and carrier over [start, end)."""
+    return await influx.query(
+        f'SELECT sum("energy_kwh") AS "energy_kwh" FROM "kpi_energy" WHERE {_in(district, start_ms, end_ms)}'
+        f' GROUP BY time(1d), "carrier" fill(none) tz({literal(zone)})'
+    )

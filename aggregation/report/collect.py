@@ -16,7 +16,6 @@ from devices import Registry
 from storage import queries
 from storage.influx import InfluxV1
 
-ENERGY_FIELDS = ("energy_kwh", "coverage", "status", "revision")
 DISTRICT_FIELDS = (
     "electricity_import_kwh",
     "electricity_export_kwh",
@@ -96,7 +95,8 @@ class ReportData:
     """Everything read for one report, as rows keyed by local day (ISO date) and tags."""
 
     period: Period
-    energy: list[Row] = field(default_factory=list)  # day, building, carrier, energy_kwh, coverage, ...
+    energy: list[Row] = field(default_factory=list)  # building, carrier, energy_kwh, days, revisions, max_revision
+    energy_days: list[Row] = field(default_factory=list)  # day, carrier, energy_kwh (the district's)
     district: list[Row] = field(default_factory=list)  # day, the kpi_district fields
     savings_buildings: list[Row] = field(default_factory=list)  # building, carrier, the fields at the last day
     savings_series: list[Row] = field(default_factory=list)  # day, the district's savings to date of each day
@@ -121,10 +121,10 @@ async def collect(influx: InfluxV1, registry: Registry, district: str, period: P
         raise ValueError(f"district {district!r} is not in the registry ({', '.join(sorted(registry.districts))})")
     data = ReportData(period)
     start, end = period.start_ms, period.end_ms
-    energy = await queries.kpi_rows(
-        influx, "kpi_energy", ENERGY_FIELDS, district, start, end, group_by=("building", "carrier")
-    )
-    data.energy = _rows(energy, period)
+    # Sums in InfluxDB, not every day's row: a district-year of thousands of buildings stays a few MB.
+    totals = await queries.kpi_energy_totals(influx, district, start, end)
+    data.energy = [{k: v for k, v in row.items() if k != "day"} for row in _rows(totals, period)]
+    data.energy_days = _rows(await queries.kpi_energy_per_day(influx, district, start, end, period.zone), period)
     data.district = _rows(await queries.kpi_rows(influx, "kpi_district", DISTRICT_FIELDS, district, start, end), period)
     at = period.last_day_ms
     buildings = await queries.kpi_rows(

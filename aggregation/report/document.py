@@ -63,6 +63,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def input_digest(data: ReportData) -> str:
     doc = {
         "energy": data.energy,
+        "energy_days": data.energy_days,
         "district": data.district,
         "savings_buildings": data.savings_buildings,
         "savings_series": data.savings_series,
@@ -79,10 +80,13 @@ def _energy(data: ReportData, registry: Registry, district: str) -> dict[str, An
     by_day: dict[str, dict[str, float]] = {}
     for row in data.energy:
         kwh = _num(row.get("energy_kwh")) or 0.0
-        building, carrier = str(row["building"]), str(row["carrier"])
-        by_building.setdefault(building, dict.fromkeys(CARRIERS, 0.0))[carrier] += kwh
-        by_day.setdefault(row["day"], dict.fromkeys(CARRIERS, 0.0))[carrier] += kwh
-    totals = {c: sum(b[c] for b in by_building.values()) for c in CARRIERS}
+        building = by_building.setdefault(str(row["building"]), dict.fromkeys(CARRIERS, 0.0))
+        building[str(row["carrier"])] = building.get(str(row["carrier"]), 0.0) + kwh
+    for row in data.energy_days:
+        kwh = _num(row.get("energy_kwh")) or 0.0
+        day = by_day.setdefault(row["day"], dict.fromkeys(CARRIERS, 0.0))
+        day[str(row["carrier"])] = day.get(str(row["carrier"]), 0.0) + kwh
+    totals = {c: sum(b.get(c, 0.0) for b in by_building.values()) for c in CARRIERS}
     area = sum(b.floor_area_m2 for d, b in registry.buildings.values() if d.id == district)
     imported, exported, pv = totals["electricity"], totals["electricity_export"], totals["pv"]
     self_used = max(0.0, pv - exported)

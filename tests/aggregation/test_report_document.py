@@ -59,9 +59,12 @@ def test_the_document_is_json_without_nan_and_differences_name_what_changed() ->
     json.dumps(doc, allow_nan=False)  # no NaN anywhere: JSON has none
     assert differences(doc, report_doc()) == []
     later = report_data()
-    later.energy[0]["energy_kwh"] = 101.0
+    later.energy[0]["energy_kwh"] = 201.0
     changed = differences(doc, report_doc(later))
     assert "energy.by_carrier_kwh.electricity: 200.0 -> 201.0" in changed
+    revised = report_data()
+    revised.energy[3]["revisions"] = 5  # a day revised with the same energy: the inputs changed all the same
+    assert [c.split(":")[0] for c in differences(doc, report_doc(revised))] == ["provenance.input_sha256"]
     assert any(c.startswith("provenance.input_sha256") for c in changed)
     regenerated = report_doc() | {"report": report_doc()["report"] | {"generated_at": "later"}}
     assert differences(doc, regenerated) == []  # the generation time is no difference

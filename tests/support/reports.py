@@ -15,13 +15,19 @@ from tests.support.registries import fleet_registry
 def report_data() -> ReportData:
     period = Period.of(date(2026, 11, 1), date(2026, 11, 2), "Europe/Helsinki")
     data = ReportData(period)
+    data.energy = [  # the period's sums per building and carrier, as InfluxDB gives them
+        {"building": "f-b1", "carrier": "electricity", "energy_kwh": 200.0, "days": 2, "revisions": 2},
+        {"building": "f-b1", "carrier": "pv", "energy_kwh": 80.0, "days": 2, "revisions": 2},
+        {"building": "f-b1", "carrier": "electricity_export", "energy_kwh": 20.0, "days": 2, "revisions": 2},
+        {"building": "f-b2", "carrier": "heat", "energy_kwh": 600.0, "days": 2, "revisions": 4},
+        {"building": "f-b2", "carrier": "ev", "energy_kwh": float("nan"), "days": 0},  # NaN adds nothing
+    ]
     for day in ("2026-11-01", "2026-11-02"):
-        data.energy += [
-            {"day": day, "building": "f-b1", "carrier": "electricity", "energy_kwh": 100.0, "status": "final"},
-            {"day": day, "building": "f-b1", "carrier": "pv", "energy_kwh": 40.0, "status": "final"},
-            {"day": day, "building": "f-b1", "carrier": "electricity_export", "energy_kwh": 10.0},
-            {"day": day, "building": "f-b2", "carrier": "heat", "energy_kwh": 300.0},
-            {"day": day, "building": "f-b2", "carrier": "ev", "energy_kwh": float("nan")},  # NaN adds nothing
+        data.energy_days += [
+            {"day": day, "carrier": "electricity", "energy_kwh": 100.0},
+            {"day": day, "carrier": "pv", "energy_kwh": 40.0},
+            {"day": day, "carrier": "electricity_export", "energy_kwh": 10.0},
+            {"day": day, "carrier": "heat", "energy_kwh": 300.0},
         ]
     data.district = [
         {"day": "2026-11-01", "status": "final", "revision": 1},
