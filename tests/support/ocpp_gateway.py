@@ -5,10 +5,12 @@ or `committing()` for a group commit every 50 ms), on the test's thread, which o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import sqlite3
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -95,10 +97,20 @@ class OcppGateway:
             self.thread.join(10)
 
 
+def basic(user: str, key: str) -> dict[str, str]:
+    """The Authorization header of security profiles 1 and 2 (HTTP Basic: charge point id, AuthorizationKey)."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
+
+
 @asynccontextmanager
-async def charger(port: int, cp_id: str = "CP-1") -> AsyncIterator[Any]:
-    """A connected `ocpp` ChargePoint client, its receive loop running."""
-    async with websockets_client.connect(f"ws://127.0.0.1:{port}/{cp_id}", subprotocols=["ocpp1.6"]) as ws:
+async def charger(
+    port: int, cp_id: str = "CP-1", *, key: str | None = None, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Any]:
+    """A connected `ocpp` ChargePoint client, its receive loop running; with `key` it authenticates (profile
+    1), with `tls` over wss:// (profile 2, the context trusting the gateway's certificate)."""
+    url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/{cp_id}"
+    headers = basic(cp_id, key) if key is not None else None
+    async with websockets_client.connect(url, subprotocols=["ocpp1.6"], additional_headers=headers, ssl=tls) as ws:
         cp = ChargePoint(cp_id, ws)
         task = asyncio.create_task(cp.start())
         try:

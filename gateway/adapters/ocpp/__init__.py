@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,8 +51,18 @@ CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,48}$")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OcppConfig(AdapterConfig):
     type: Literal["ocpp"] = "ocpp"
-    #: Chargers are on the site's LAN, so all interfaces by default; give one address to restrict it.
-    host: str = "0.0.0.0"  # noqa: S104
+    #: The address to listen on: loopback unless told, so that the chargers' LAN address (or "0.0.0.0", all
+    #: interfaces) is a decision written in the config.
+    host: str = "127.0.0.1"
+    #: OCPP 1.6 security profile: 0 none (loopback only, unless `allow_unauthenticated`), 1 HTTP Basic with
+    #: each charge point's AuthorizationKey, 2 the same over TLS with `tls_cert_file`/`tls_key_file`.
+    security_profile: Annotated[int, Bounds(ge=0, le=2)] = 0
+    #: Profile 0 on an address other than loopback: any host that knows a charge point id could act as it.
+    allow_unauthenticated: bool = False
+    #: charge point id -> its AuthorizationKey hashed (`python -m gateway.adapters.ocpp.keys`), profiles 1-2.
+    auth_keys: dict[str, str] = field(default_factory=dict)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     #: 0 picks a free port (tests); the adapter's `port` attribute then tells which.
     port: Annotated[int, Bounds(ge=0, le=65535)] = 9000
     #: The interval the BootNotification response gives chargers for their Heartbeat.
@@ -69,6 +79,7 @@ class OcppConfig(AdapterConfig):
     def __post_init__(self) -> None:
         if not self.charge_points:
             raise ValueError("at least one charge point")
+        self._check_security()
         seen: set[str] = set()
         for cp, connectors in self.charge_points.items():
             if not CHARGE_POINT_ID.match(cp):
@@ -80,6 +91,34 @@ class OcppConfig(AdapterConfig):
                 if device in seen:
                     raise ValueError(f"device {device} is mapped twice")
                 seen.add(device)
+
+    def _check_security(self) -> None:
+        from gateway.adapters.ocpp.keys import KeyProblem, check_hash  # a module `python -m` also runs
+
+        loopback = self.host in ("127.0.0.1", "::1", "localhost")
+        if self.security_profile == 0:
+            if not loopback and not self.allow_unauthenticated:
+                raise ValueError(
+                    f"security_profile 0 on {self.host}: any host on that network could act as a charger; "
+                    "set security_profile = 1 or 2 with auth_keys (or allow_unauthenticated = true on purpose)"
+                )
+            return
+        missing = sorted(set(self.charge_points) - set(self.auth_keys))
+        if missing:
+            raise ValueError(f"security_profile {self.security_profile}: no auth_keys for {', '.join(missing)}")
+        unknown = sorted(set(self.auth_keys) - set(self.charge_points))
+        if unknown:
+            raise ValueError(f"auth_keys for charge points not configured: {', '.join(unknown)}")
+        for cp, stored in self.auth_keys.items():
+            try:
+                check_hash(stored)
+            except KeyProblem as exc:
+                raise ValueError(f"auth_keys.{cp}: {exc}") from None
+        tls = (self.tls_cert_file is not None, self.tls_key_file is not None)
+        if self.security_profile == 2 and tls != (True, True):
+            raise ValueError("security_profile 2 needs tls_cert_file and tls_key_file (the gateway's certificate)")
+        if self.security_profile == 1 and any(tls):
+            raise ValueError("tls_cert_file/tls_key_file are for security_profile 2")
 
 
 class OcppAdapter:
@@ -100,6 +139,9 @@ class OcppAdapter:
         self.persist = True
         #: Calls answered with an InternalError because their readings were not committed in time.
         self.not_committed = 0
+        #: Connections refused at the handshake for a missing or wrong AuthorizationKey (profiles 1-2), or
+        #: while their address is locked out after repeated wrong keys.
+        self.auth_refused = 0
 
     def devices(self) -> Sequence[DeviceRef]:
         return self._devices
@@ -163,6 +205,10 @@ def create(config: OcppConfig, context: AdapterContext) -> OcppAdapter:
             if known and known[device] is not DeviceKind.EV_CHARGER:
                 raise ConfigError(f"ocpp: device {device} is a {known[device].value}, not an ev_charger")
     replay = None
+    for name in ("tls_cert_file", "tls_key_file"):
+        path = getattr(config, name)
+        if path is not None and not path.is_absolute():
+            config = replace(config, **{name: context.base_dir / path})
     if config.replay is not None:
         replay = config.replay if config.replay.is_absolute() else context.base_dir / config.replay
         if not replay.is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +35,14 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.adapters.base import ReadingSink
 from gateway.adapters.ocpp.central import ACTIONS
+from gateway.adapters.ocpp.keys import Lockout, basic_credentials, verify_key
+from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
     from websockets.http11 import Request, Response
 
-    from gateway.adapters.ocpp import OcppAdapter
+    from gateway.adapters.ocpp import OcppAdapter, OcppConfig
 
 log = logging.getLogger(__name__)
 #: The `ocpp` package logs every message at INFO and `websockets` every frame at DEBUG; messages carry RFID
@@ -79,6 +82,21 @@ def wait_durable(sink: ReadingSink, ticket: int, timeout: float, stop: threading
 def charge_point_id(path: str) -> str:
     """The charge point id of a connection: the last segment of the request path."""
     return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def server_tls(config: OcppConfig) -> ssl.SSLContext | None:
+    """Profile 2: TLS 1.2+ with the gateway's certificate; None otherwise. Unreadable files are a ConfigError."""
+    if config.security_profile != 2 or config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(config.tls_cert_file), str(config.tls_key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"ocpp: cannot load the TLS files {config.tls_cert_file}, {config.tls_key_file}: {exc}"
+        ) from exc
+    return context
 
 
 def serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event) -> None:
@@ -122,12 +140,42 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
 
         return {"_on_action": handler, "_skip_schema_validation": False}
 
-    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+    lockout = Lockout()
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        """Before any OCPP message: an unknown id is 404; in profiles 1-2 a missing or wrong AuthorizationKey
+        is 401 (and a locked-out address 429), so an impostor never reaches, let alone replaces, the real
+        charger's connection. The key is checked off the loop (PBKDF2), in constant time, and never logged."""
         cp_id = charge_point_id(request.path)
+        address = str(connection.remote_address[0]) if connection.remote_address else "?"
         if not central.knows(cp_id):
-            log.warning("refused unknown charge point %r from %s", cp_id[:64], connection.remote_address)
+            log.warning("refused unknown charge point %r from %s", cp_id[:64], address)
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
-        return None
+        if config.security_profile == 0:
+            return None
+        if lockout.locked(cp_id, address):
+            adapter.auth_refused += 1
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many wrong keys, try later\n")
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        ok = False
+        if credentials is not None and credentials[0] == cp_id:
+            ok = await loop.run_in_executor(waiters, verify_key, credentials[1], config.auth_keys[cp_id])
+        if ok:
+            lockout.succeeded(cp_id, address)
+            return None
+        lockout.failed(cp_id, address)
+        adapter.auth_refused += 1
+        why = (
+            "no Basic credentials"
+            if credentials is None
+            else "wrong username"
+            if credentials[0] != cp_id
+            else "wrong key"
+        )
+        log.warning("%s: refused a connection from %s: %s", cp_id, address, why)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "authorization needed\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
 
     async def handler(connection: ServerConnection) -> None:
         cp_id = charge_point_id(connection.request.path if connection.request else "")
@@ -160,10 +208,18 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             process_request=process_request,
             logger=WIRE_LOG,
+            ssl=server_tls(config),
         ) as server:
             adapter.port = int(next(iter(server.sockets)).getsockname()[1])
             adapter.ready.set()
-            log.info("OCPP 1.6J central system on ws://%s:%d/<charge point id>", config.host, adapter.port)
+            scheme = "wss" if config.security_profile == 2 else "ws"
+            log.info(
+                "OCPP 1.6J central system on %s://%s:%d/<charge point id>, security profile %d",
+                scheme,
+                config.host,
+                adapter.port,
+                config.security_profile,
+            )
             # `stop` is a threading.Event set by another thread: polled, so that no helper thread can outlive
             # the loop.
             while not stop.is_set():  # noqa: ASYNC110
