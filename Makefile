@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test services down lint typecheck pytest clean system-deps
+.PHONY: demo test services down lint typecheck pytest clean system-deps fuzz
 
 # System packages the tests use besides the services (which `districtpulse services up` installs itself):
 # python3-venv on Debian/Ubuntu, docker-compose (1.29, offline validation of docker-compose.yml only),
@@ -46,6 +46,11 @@ pytest: services
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The long fuzzing run: 1,000,000 mutated inputs per decoder (about 15 min on one core); the short one is in
+# pytest (tests/fuzz/test_fuzz_short.py). Findings are written to .fuzz-findings/.
+fuzz: $(STAMP)
+	PYTHONPATH=. nice -n 10 $(BIN)/python -m tests.fuzz --inputs 1000000
 
 down:
 	@[ -f .services/demo/dashboard.pid ] && kill "$$(cat .services/demo/dashboard.pid)" 2>/dev/null; rm -f .services/demo/dashboard.pid; true

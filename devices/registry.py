@@ -67,7 +67,8 @@ def _aware(value: datetime) -> None:
 def _zone(value: str) -> None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: "Europe" names a folder of the zone database (IsADirectoryError; found by tests/fuzz)
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
 
 

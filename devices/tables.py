@@ -196,7 +196,11 @@ def _scalar(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> A
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of hundreds of digits (found by tests/fuzz)
+                problems.append((loc, "number too large"))
+                return _MISSING
         ok = isinstance(value, float)
     elif tp is str:
         ok = isinstance(value, str)

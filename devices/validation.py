@@ -179,6 +179,15 @@ def _check_value(spec: MetricSpec | None, name: str, value: float | str) -> tupl
     return None
 
 
+def _future_detail(ts: int, now_ms: int) -> str:
+    """How far ahead a timestamp is; a ts of hundreds of digits (JSON allows it) overflows a float division,
+    which crashed validation (found by tests/fuzz): it is named by its length instead."""
+    try:
+        return f"ts {ts} is {(ts - now_ms) / 1000:.0f} s in the future"
+    except OverflowError:
+        return f"ts of {len(str(ts))} digits is in the future"
+
+
 def kept_payload(payload: bytes) -> bytes:
     """What of a rejected message's payload the quarantine keeps: all of it, but of one larger than
     `MAX_MESSAGE_BYTES` (`too_large`) only its first `TOO_LARGE_KEPT_BYTES`: a quarantine row must not cost
@@ -280,10 +289,7 @@ def validate_message(
                 break
         if problem is None:
             if reading.ts > max_ts:
-                problem = (
-                    Reason.FUTURE_TIMESTAMP,
-                    f"ts {reading.ts} is {(reading.ts - now_ms) / 1000:.0f} s in the future",
-                )
+                problem = (Reason.FUTURE_TIMESTAMP, _future_detail(reading.ts, now_ms))
             elif reading.ts < min_ts:
                 problem = (
                     Reason.BEFORE_COMMISSIONING,

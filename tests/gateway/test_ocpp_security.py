@@ -192,3 +192,23 @@ def test_keys_are_hashed_salted_checked_in_constant_time_and_made_from_stdin(
     assert keys.verify_key(KEY_2, capsys.readouterr().out.strip())
     assert keys.basic_credentials("Basic Q1AtMTpzM2NyZXQ=") == ("CP-1", "s3cret")
     assert keys.basic_credentials("Bearer x") is None and keys.basic_credentials("Basic %%%") is None
+
+
+async def test_a_frame_not_shaped_like_ocpp_is_dropped_and_the_connection_goes_on(tmp_path: Path) -> None:
+    """Found by tests/fuzz: a CALL whose action is a list made the `ocpp` package's router raise TypeError,
+    which ended the charger's connection; an action with a NUL made it open a schema file named with it."""
+    import json
+
+    import websockets.asyncio.client as client
+
+    gw = OcppGateway(tmp_path / "spool.sqlite", T0, charge_points=TABLE)
+    try:
+        async with client.connect(f"ws://127.0.0.1:{gw.port}/CP-1", subprotocols=["ocpp1.6"]) as ws:
+            await ws.send('[2, ["m1"], ["Heartbeat"], {}]')
+            await ws.send('[2, "m2", "Heart\\u0000beat", {}]')
+            await ws.send('[2, "m3", "Heartbeat", {}]')
+            answer = json.loads(await ws.recv())
+            assert answer[:2] == [3, "m3"] and "currentTime" in answer[2]
+        assert gw.adapter.malformed == 2
+    finally:
+        gw.shut()

@@ -142,6 +142,8 @@ class OcppAdapter:
         #: Connections refused at the handshake for a missing or wrong AuthorizationKey (profiles 1-2), or
         #: while their address is locked out after repeated wrong keys.
         self.auth_refused = 0
+        #: Frames dropped because they were not shaped like OCPP-J (central.frame_problem).
+        self.malformed = 0
 
     def devices(self) -> Sequence[DeviceRef]:
         return self._devices

@@ -139,6 +139,32 @@ ACTIONS = (
 )
 
 
+ACTION_NAME = re.compile(r"^[A-Za-z0-9]{1,64}$")
+#: Message type ids of OCPP-J: CALL, CALLRESULT, CALLERROR.
+CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
+
+
+def frame_problem(raw: str | bytes) -> str | None:
+    """Why an OCPP-J frame is not even shaped like one, or None. The `ocpp` package assumes the shape: a CALL
+    whose action is a list makes its router raise TypeError and end the connection (found by tests/fuzz), so
+    the server drops such frames, logged and counted, before the package sees them."""
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the package answers that itself (it logs and ignores the frame)
+    if not isinstance(frame, list) or not frame or frame[0] not in (CALL, CALL_RESULT, CALL_ERROR):
+        return None  # the package's own FormatViolation / ProtocolError handling applies
+    if not isinstance(frame[1] if len(frame) > 1 else None, str):
+        return "the message id is not a string"
+    if frame[0] == CALL and (len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict)):
+        return "a CALL needs [2, id, action (a string), payload (an object)]"
+    if frame[0] == CALL and not ACTION_NAME.match(frame[2]):
+        # The package opens the schema file named after the action: a NUL or a surrogate in it raised, and
+        # "../" would walk its folders (found by tests/fuzz). OCPP action names are plain words.
+        return "the action is not an OCPP action name"
+    return None
+
+
 def camel_to_snake(data: Any) -> Any:
     """OCPP-J's camelCase keys as snake_case, recursively: what the `ocpp` package hands its handlers."""
     if isinstance(data, dict):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.adapters.base import ReadingSink
-from gateway.adapters.ocpp.central import ACTIONS
+from gateway.adapters.ocpp.central import ACTIONS, frame_problem
 from gateway.adapters.ocpp.keys import Lockout, basic_credentials, verify_key
 from gateway.errors import ConfigError
 
@@ -114,6 +114,17 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
     class NotCommitted(InternalError, LoggedHere):  # type: ignore[misc]
         """The call's readings are not on disk yet: the charger must send it again."""
 
+    class GuardedChargePoint(ChargePoint):  # type: ignore[misc]
+        """The package's ChargePoint, with frames that are not shaped like OCPP-J dropped before it routes them."""
+
+        async def route_message(self, raw_msg: str | bytes) -> None:
+            problem = frame_problem(raw_msg)
+            if problem is not None:
+                adapter.malformed += 1
+                log.warning("%s: dropped a malformed OCPP-J frame: %s", self.id, problem)
+                return
+            await super().route_message(raw_msg)
+
     config = adapter.config
     central = adapter.central(sink, stamp=True, persist=adapter.persist)
     connected: dict[str, ServerConnection] = {}
@@ -188,7 +199,7 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
         if previous is not None:
             log.info("%s: reconnected; closing its previous connection", cp_id)
             await previous.close(1000, "replaced by a new connection")
-        charge_point = ChargePoint(cp_id, connection, logger=WIRE_LOG)
+        charge_point = GuardedChargePoint(cp_id, connection, logger=WIRE_LOG)
         charge_point.route_map = {action: route(cp_id, action) for action in ACTIONS}
         log.info("%s: connected from %s", cp_id, connection.remote_address)
         try:

@@ -46,7 +46,8 @@ def parse_line(line: str) -> tuple[DeviceRef, list[tuple[int, Values]]]:
         topic = parse_readings_topic(str(doc["topic"]))
         payload: dict[str, Any] = json.loads(doc["payload"])
         readings: list[tuple[int, Values]] = [(int(r["ts"]), dict(r["values"])) for r in payload["readings"]]
-    except (ValueError, KeyError, TypeError, TopicError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, TopicError) as exc:
+        # OverflowError: a ts of 1e999 (found by tests/fuzz); RecursionError: nesting past json's limit
         raise BadLine(f"{type(exc).__name__}: {exc}") from exc
     if payload.get("device") != topic.device:
         raise BadLine(f"payload device {str(payload.get('device'))[:64]!r} != topic device {topic.device!r}")
