@@ -4,7 +4,6 @@ exactly its day, and a day becomes final after the watermark."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -14,21 +13,17 @@ from aggregation.jobs.daily import run_cycle
 from devices import Registry, demo_registry_path
 from districtpulse.config import Endpoints
 from simulators import DistrictSimulator, Message
-from storage.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxV1
 from tests.support.influx_writes import write_messages
+from tests.support.services import scratch_database
 
 DAY = date(2026, 11, 20)
 
 
 @pytest.fixture
 async def influx(endpoints: Endpoints) -> AsyncIterator[InfluxV1]:
-    client = InfluxV1(InfluxConfig(url=endpoints.influx_url, database=f"agg_{uuid.uuid4().hex[:10]}"))
-    await client.create_database()
-    try:
+    async with scratch_database(endpoints, "agg") as client:
         yield client
-    finally:
-        await client.query(f'DROP DATABASE "{client.config.database}"')
-        await client.aclose()
 
 
 def main_meter_registers(messages: list[Message]) -> dict[str, list[float]]:

@@ -8,7 +8,6 @@ fetch (`compute_days`)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
@@ -18,8 +17,9 @@ import pytest
 from aggregation.jobs.daily import compute_day, compute_days, local_day
 from devices import Registry
 from districtpulse.config import Endpoints
-from storage.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxV1
 from tests.support.registries import small_registry_toml, unique
+from tests.support.services import scratch_database
 
 H = 3_600_000
 DAY = date(2026, 11, 10)
@@ -27,13 +27,8 @@ DAY = date(2026, 11, 10)
 
 @pytest.fixture
 async def influx(endpoints: Endpoints) -> AsyncIterator[InfluxV1]:
-    client = InfluxV1(InfluxConfig(url=endpoints.influx_url, database=f"dip_{uuid.uuid4().hex[:10]}"))
-    await client.create_database()
-    try:
+    async with scratch_database(endpoints, "dip") as client:
         yield client
-    finally:
-        await client.query(f'DROP DATABASE "{client.config.database}"')
-        await client.aclose()
 
 
 async def test_a_reboot_longer_than_the_look_back_gives_no_energy(influx: InfluxV1) -> None:

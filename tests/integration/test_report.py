@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -28,9 +27,10 @@ from districtpulse.config import Endpoints
 from simulators import Message
 from simulators.config import Cadence, FaultConfig, SimConfig
 from simulators.engine import Simulation
-from storage.influx import InfluxConfig, InfluxV1
+from storage.influx import InfluxV1
 from tests.support.browser import chrome
 from tests.support.reports import report_doc
+from tests.support.services import scratch_database
 
 DAYS = [date(2026, 11, 18), date(2026, 11, 19)]
 DEVICE_READINGS = 40 * 1440  # the demo registry's 40 devices, one reading a minute
@@ -38,13 +38,8 @@ DEVICE_READINGS = 40 * 1440  # the demo registry's 40 devices, one reading a min
 
 @pytest.fixture
 async def influx(endpoints: Endpoints) -> AsyncIterator[InfluxV1]:
-    client = InfluxV1(InfluxConfig(url=endpoints.influx_url, database=f"rep_{uuid.uuid4().hex[:10]}"))
-    await client.create_database()
-    try:
+    async with scratch_database(endpoints, "rep") as client:
         yield client
-    finally:
-        await client.query(f'DROP DATABASE "{client.config.database}"')
-        await client.aclose()
 
 
 def _args(influx: InfluxV1, out: Path, **extra: object) -> argparse.Namespace:

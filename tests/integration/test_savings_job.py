@@ -31,6 +31,7 @@ from simulators.config import Cadence, Intervention, SimConfig
 from simulators.engine import Simulation
 from storage.influx import InfluxConfig, InfluxV1
 from tests.support.influx_writes import write_messages
+from tests.support.services import scratch_database
 
 RETROFIT = date(2025, 1, 1)
 BASELINE_FIRST = RETROFIT - timedelta(days=365)  # 2024-01-02: CalTRACK's 365 days before the retrofit
@@ -81,13 +82,8 @@ heat_zone = "FI-Helsinki"
 
 @pytest.fixture
 async def influx(endpoints: Endpoints) -> AsyncIterator[InfluxV1]:
-    client = InfluxV1(InfluxConfig(url=endpoints.influx_url, database=f"sav_{uuid.uuid4().hex[:10]}"))
-    await client.create_database()
-    try:
+    async with scratch_database(endpoints, "sav") as client:
         yield client
-    finally:
-        await client.query(f'DROP DATABASE "{client.config.database}"')
-        await client.aclose()
 
 
 def midnight_ms(day: date) -> int:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from districtpulse.config import Endpoints
+from storage.influx import InfluxConfig, InfluxV1
 from tests.support.net import free_influx_port, free_port
 
 
@@ -99,3 +103,15 @@ def start_services(endpoints: Endpoints) -> None:
     from districtpulse.services import up
 
     up(endpoints, log=lambda _: None)
+
+
+@asynccontextmanager
+async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[InfluxV1]:
+    """A database of its own on the shared InfluxDB (`<prefix>_<random>`), dropped afterwards."""
+    client = InfluxV1(InfluxConfig(url=endpoints.influx_url, database=f"{prefix}_{uuid.uuid4().hex[:10]}"))
+    await client.create_database()
+    try:
+        yield client
+    finally:
+        await client.query(f'DROP DATABASE "{client.config.database}"')
+        await client.aclose()
