@@ -163,7 +163,7 @@ def _ocpp(data: bytes) -> str:
     from ocpp.messages import Call, unpack
     from ocpp.messages import _validate_payload as validate_payload  # the sync core: the public one is async
 
-    from gateway.adapters.ocpp.central import ACTIONS, camel_to_snake, frame_problem
+    from gateway.adapters.ocpp.central import ACTIONS, ImplausibleValue, camel_to_snake, frame_problem
 
     try:
         text = data.decode("utf-8")  # websockets refuses a text frame that is not UTF-8
@@ -182,7 +182,10 @@ def _ocpp(data: bytes) -> str:
         return "too_deep"  # json.loads' own limit, raised before any OCPP code
     if message.action not in ACTIONS:
         return "not_implemented"
-    _central().call("CP-1", message.action, NOW, NOW, camel_to_snake(message.payload))  # type: ignore[attr-defined]
+    try:
+        _central().call("CP-1", message.action, NOW, NOW, camel_to_snake(message.payload))  # type: ignore[attr-defined]
+    except ImplausibleValue:
+        return "implausible_value"
     return "accepted"
 
 

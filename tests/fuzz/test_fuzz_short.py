@@ -72,3 +72,12 @@ def test_a_zone_folder_or_a_huge_number_in_a_registry_is_a_registry_error(text: 
 def test_frames_not_shaped_like_ocpp_are_dropped_before_the_ocpp_package(frame: str) -> None:
     assert frame_problem(frame) is not None
     assert frame_problem('[2, "m1", "Heartbeat", {}]') is None
+
+
+def test_a_meter_start_of_hundreds_of_digits_is_refused_not_a_crash() -> None:
+    from gateway.adapters.ocpp.central import CentralSystem, ImplausibleValue
+
+    central = CentralSystem({"CP-1": {1: "ev-1"}}, 300, lambda *_: None)
+    payload = {"connector_id": 1, "id_tag": "T", "meter_start": 10**400, "timestamp": "2026-01-01T00:00:00Z"}
+    with pytest.raises(ImplausibleValue, match="too large for a meter"):  # raised OverflowError
+        central.call("CP-1", "StartTransaction", NOW, NOW, payload)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.adapters.base import ReadingSink
-from gateway.adapters.ocpp.central import ACTIONS, frame_problem
+from gateway.adapters.ocpp.central import ACTIONS, ImplausibleValue, frame_problem
 from gateway.adapters.ocpp.keys import Lockout, basic_credentials, verify_key
 from gateway.errors import ConfigError
 
@@ -105,7 +105,7 @@ def serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event) -> Non
 
 
 async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event) -> None:
-    from ocpp.exceptions import InternalError  # type: ignore[import-untyped]
+    from ocpp.exceptions import InternalError, PropertyConstraintViolationError  # type: ignore[import-untyped]
     from ocpp.v16 import ChargePoint, call_result  # type: ignore[import-untyped]
     from websockets.asyncio.server import serve as ws_serve
     from websockets.exceptions import ConnectionClosed
@@ -113,6 +113,9 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
 
     class NotCommitted(InternalError, LoggedHere):  # type: ignore[misc]
         """The call's readings are not on disk yet: the charger must send it again."""
+
+    class Refused(PropertyConstraintViolationError, LoggedHere):  # type: ignore[misc]
+        """A value no meter gives (central.ImplausibleValue): the charger is told, nothing is stored."""
 
     class GuardedChargePoint(ChargePoint):  # type: ignore[misc]
         """The package's ChargePoint, with frames that are not shaped like OCPP-J dropped before it routes them."""
@@ -134,7 +137,11 @@ async def _serve(adapter: OcppAdapter, sink: ReadingSink, stop: threading.Event)
     def route(cp_id: str, action: str) -> dict[str, Any]:
         async def handler(**payload: Any) -> Any:
             before = sink.ticket()
-            response = central.call(cp_id, action, sink.now_ms(), None, payload)
+            try:
+                response = central.call(cp_id, action, sink.now_ms(), None, payload)
+            except ImplausibleValue as exc:
+                log.warning("%s: %s refused: %s", cp_id, action, exc)
+                raise Refused(str(exc)) from None
             ticket = sink.ticket()
             if ticket != before and not await loop.run_in_executor(
                 waiters, wait_durable, sink, ticket, config.commit_timeout_s, stop
