@@ -57,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--influx-password-file", type=Path, default=env.influx_password_file, help="default: DP_INFLUX_PASSWORD_FILE"
     )
+    p.add_argument("--influx-timeout", type=float, default=300.0, help="seconds per query (a district-year is big)")
 
 
 def code_version() -> str:
@@ -82,7 +83,13 @@ async def build(args: argparse.Namespace, district: str, first: date, last: date
         raise ValueError(f"district {district!r} is not in {args.registry}")
     period = Period.of(first, last, registry.districts[district].timezone)
     password = read_secret(args.influx_password_file, "--influx-password-file") if args.influx_password_file else None
-    config = InfluxConfig(url=args.influx_url, database=args.influx_db, username=args.influx_user, password=password)
+    config = InfluxConfig(
+        url=args.influx_url,
+        database=args.influx_db,
+        username=args.influx_user,
+        password=password,
+        timeout=args.influx_timeout,
+    )
     async with InfluxV1(config) as influx:
         data = await collect(influx, registry, district, period)
     return assemble(

@@ -225,10 +225,11 @@ class RefusingWriter(FakeWriter):
         self.refusal: SinkRefused | None = None
 
     async def write(self, body: bytes) -> None:
-        if self.refusal is not None:
+        refusal = self.refusal  # decided when the request arrives, as a server does: a switch meanwhile
+        if refusal is not None:  # applies to the next requests (the test counted this one as refused before)
             self.calls += 1
             await asyncio.sleep(0)
-            raise self.refusal
+            raise refusal
         await super().write(body)
 
 
